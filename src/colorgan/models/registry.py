@@ -1,0 +1,146 @@
+"""Generators by name, weight init, and the inference artifact (model.safetensors + model.json).
+
+The artifact is what ``colorgan colorize`` and :class:`colorgan.Colorizer` load: the
+generator's weights in safetensors and, beside them, a JSON file with the architecture
+(plain keyword arguments), the color normalization and the training provenance.
+No training code and no pickle is needed to load it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..color import AB_SCALE, L_SCALE
+from ..errors import UserError
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "model.json"
+FORMAT_VERSION = 1
+
+GENERATORS: dict[str, type[nn.Module]] = {}
+
+
+def register_generator(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator: make a generator buildable by ``name`` from plain keyword arguments."""
+
+    def add(cls: type[nn.Module]) -> type[nn.Module]:
+        GENERATORS[name] = cls
+        cls.registry_name = name
+        return cls
+
+    return add
+
+
+def build_generator(name: str, **config: Any) -> nn.Module:
+    """A freshly initialized generator; ``config`` is its keyword-only constructor arguments."""
+    if name not in GENERATORS:
+        raise UserError(f"unknown generator {name!r}; choose one of: {', '.join(sorted(GENERATORS))}")
+    return GENERATORS[name](**config)
+
+
+def init_normal(module: nn.Module, std: float = 0.02) -> None:
+    """pix2pix init: conv weights N(0, std), BatchNorm gamma N(1, std), biases 0."""
+    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+        nn.init.normal_(module.weight, 0.0, std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, std)
+        nn.init.zeros_(module.bias)
+
+
+def generator_spec(generator: nn.Module) -> dict[str, Any]:
+    """The plain-data description that rebuilds ``generator``'s architecture."""
+    return {"generator": generator.registry_name, "config": dict(generator.config)}
+
+
+def save_pretrained(
+    generator: nn.Module,
+    directory: str | Path,
+    *,
+    size: int,
+    training: dict[str, Any] | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """Write ``model.safetensors`` and ``model.json`` into ``directory``; returns the weights path.
+
+    ``size`` is the resolution the model was trained at (the default render size).
+    Files are written under temporary names and renamed, so readers never see half a file.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+             for k, v in generator.state_dict().items()}
+    meta = {
+        "format": "colorgan",
+        "format_version": FORMAT_VERSION,
+        **generator_spec(generator),
+        "size": size,
+        "color": {"space": "CIELAB D65", "input": f"L/{L_SCALE:g}-1", "output": f"ab/{AB_SCALE:g}", "activation": "tanh"},
+        "training": training or {},
+    }
+    weights, config = directory / WEIGHTS_NAME, directory / CONFIG_NAME
+    save_file(state, str(weights) + ".tmp", metadata={"format": "pt"})
+    (directory / (CONFIG_NAME + ".tmp")).write_text(json.dumps(meta, indent=2) + "\n")
+    Path(str(weights) + ".tmp").replace(weights)
+    (directory / (CONFIG_NAME + ".tmp")).replace(config)
+    return weights
+
+
+def read_model_json(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """Locate an artifact (its folder, its ``.safetensors`` or its ``model.json``) and read its JSON."""
+    path = Path(path)
+    weights = path / WEIGHTS_NAME if path.is_dir() else path.with_suffix(".safetensors")
+    config = weights.with_name(CONFIG_NAME)
+    if not weights.is_file():
+        raise UserError(f"no model weights at {weights}")
+    if not config.is_file():
+        raise UserError(f"{weights} has no {CONFIG_NAME} beside it describing its architecture")
+    try:
+        meta = json.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read {config}: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != "colorgan" or "generator" not in meta:
+        raise UserError(f"{config} is not a colorgan model description")
+    return weights, meta
+
+
+def load_pretrained(path: str | Path, *, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a generator from its artifact; returns ``(generator in eval mode, model.json content)``."""
+    weights, meta = read_model_json(path)
+    try:
+        generator = build_generator(meta["generator"], **meta.get("config", {}))
+    except TypeError as exc:
+        raise UserError(f"{weights.with_name(CONFIG_NAME)} has an invalid generator config: {exc}") from None
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"cannot read {weights}: {exc}") from None
+    load_state_dict_checked(generator, state, source=str(weights))
+    log.debug("loaded %s generator from %s", meta["generator"], weights)
+    return generator.eval(), meta
+
+
+def load_state_dict_checked(module: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+    """``load_state_dict`` that turns an architecture mismatch into one readable :class:`UserError`."""
+    own = module.state_dict()
+    missing = own.keys() - state.keys()
+    unexpected = state.keys() - own.keys()
+    wrong = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        raise UserError(
+            f"{source} does not fit this {getattr(module, 'registry_name', type(module).__name__)} architecture "
+            f"({len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors)"
+        )
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
