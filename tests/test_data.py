@@ -1,0 +1,85 @@
+"""Photo discovery, selection, decoding and the deterministic epoch sampler."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from colorgan.data import EpochSampler, PhotoDataset, collate, find_images, load_rgb
+from colorgan.errors import UserError
+
+
+def test_finds_photos_of_every_format_recursively_in_sorted_order(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ["z.jpg", "a/m.png", "a/b/c.webp", "a/d.bmp", "e.tiff", "f.JPEG", "notes.txt"]:
+        path = tmp_path / name
+        if path.suffix == ".txt":
+            path.write_text("not a photo")
+        else:
+            Image.new("RGB", (8, 8), (200, 10, 10)).save(path, format={".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower()))
+    found = [p.relative_to(tmp_path).as_posix() for p in find_images(tmp_path)]
+    assert found == ["a/b/c.webp", "a/d.bmp", "a/m.png", "e.tiff", "f.JPEG", "z.jpg"]
+
+
+def test_first_and_last_select_deterministically_by_path(make_photos):
+    root = make_photos(6)
+    every = find_images(root)
+    assert find_images(root, first=2) == every[:2]
+    assert find_images(root, last=3) == every[-3:]
+
+
+def test_file_list_selects_named_photos_relative_to_the_folder(make_photos, tmp_path):
+    root = make_photos(4)
+    listing = tmp_path / "list.txt"
+    listing.write_text("# two photos\nphoto_000.png\nsub/photo_001.jpg\n")
+    assert [p.name for p in find_images(root, file_list=listing)] == ["photo_000.png", "photo_001.jpg"]
+    listing.write_text("nothere.jpg\n")
+    with pytest.raises(UserError, match="missing files"):
+        find_images(root, file_list=listing)
+
+
+def test_missing_or_empty_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        find_images(tmp_path / "nope")
+    with pytest.raises(UserError, match="no photos"):
+        find_images(tmp_path)
+
+
+def test_items_are_resized_uint8_rgb_and_flip_mirrors(make_photos):
+    ds = PhotoDataset(find_images(make_photos(1)), size=32)
+    plain, flipped = ds[(0, False)]["rgb"], ds[(0, True)]["rgb"]
+    assert plain.shape == (3, 32, 32) and str(plain.dtype) == "torch.uint8"
+    assert (flipped == plain.flip(-1)).all()
+
+
+def test_gray_and_corrupt_photos_are_skipped_with_a_reason(tmp_path):
+    Image.new("L", (16, 16), 128).save(tmp_path / "gray_mode.png")
+    gray_rgb = np.repeat(np.linspace(0, 255, 256, dtype=np.uint8).reshape(16, 16, 1), 3, axis=2)
+    Image.fromarray(gray_rgb).save(tmp_path / "gray_rgb.jpg")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (tmp_path / "empty.png").write_bytes(b"")
+    ds = PhotoDataset(sorted(tmp_path.iterdir()), size=16)
+    items = [ds[i] for i in range(len(ds))]
+    assert all("skip" in it for it in items)
+    by_name = {it["skip"].rsplit("/", 1)[-1]: it for it in items}
+    assert by_name["gray_mode.png"]["gray"] and by_name["gray_rgb.jpg"]["gray"]
+    assert not by_name["broken.jpg"]["gray"] and "cannot decode" in by_name["empty.png"]["reason"]
+    batch = collate(items)
+    assert batch["rgb"].numel() == 0 and len(batch["skipped"]) == 4
+
+
+def test_sepia_photo_counts_as_color(tmp_path):
+    ramp = np.linspace(0, 1, 64)[None, :, None].repeat(64, 0)
+    Image.fromarray((ramp * np.array([255, 200, 150])).astype(np.uint8)).save(tmp_path / "sepia.png")
+    assert load_rgb(tmp_path / "sepia.png", 32).shape == (32, 32, 3)
+
+
+def test_sampler_order_and_flips_depend_only_on_seed_and_epoch():
+    a, b = EpochSampler(20, seed=3), EpochSampler(20, seed=3)
+    a.set_position(1)
+    b.set_position(1)
+    first = list(a)
+    assert first == list(b) and sorted(i for i, _ in first) == list(range(20))
+    b.set_position(2)
+    assert list(b) != first
+    b.set_position(1, start=7)
+    assert list(b) == first[7:] and len(b) == 13

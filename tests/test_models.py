@@ -1,0 +1,150 @@
+"""The generators, the PatchGAN, the registry and the model artifact."""
+
+import json
+
+import pytest
+import torch
+from skimage import data as skdata
+
+from colorgan.errors import UserError
+from colorgan.models import (
+    PatchGAN,
+    build_generator,
+    load_encoder_weights,
+    load_pretrained,
+    save_pretrained,
+)
+from colorgan.models.resunet import efficientnet_lite0_imagenet
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_unet_is_the_pix2pix_generator_with_about_54_4_million_parameters():
+    g = build_generator("unet")
+    assert _count(g) == pytest.approx(54.4e6, rel=0.002)
+    dropouts = [m for m in g.modules() if isinstance(m, torch.nn.Dropout)]
+    assert len(dropouts) == 3 and all(d.p == 0.5 for d in dropouts)
+    with torch.no_grad():
+        out = g.eval()(torch.zeros(1, 1, 256, 256))
+    assert out.shape == (1, 2, 256, 256)
+
+
+def test_unet_weights_start_from_a_normal_with_std_0_02():
+    g = build_generator("unet")
+    w = torch.cat([m.weight.flatten() for m in g.modules() if isinstance(m, torch.nn.Conv2d)])
+    assert w.mean().abs() < 1e-3 and w.std().item() == pytest.approx(0.02, rel=0.02)
+
+
+def test_unet_rejects_sizes_it_cannot_take_with_a_clear_message():
+    g = build_generator("unet")
+    with pytest.raises(ValueError, match="multiples of 256"):
+        g(torch.zeros(1, 1, 200, 200))
+
+
+def test_patchgan_gives_30x30_logits_for_256_input_and_about_2_77_million_parameters():
+    d = PatchGAN()
+    assert _count(d) == pytest.approx(2.77e6, rel=0.005)
+    assert d(torch.zeros(2, 1, 256, 256), torch.zeros(2, 2, 256, 256)).shape == (2, 1, 30, 30)
+
+
+@pytest.mark.parametrize("encoder", ["efficientnet_lite0", "resnet18"])
+def test_resunet_maps_l_to_ab_in_tanh_range(encoder):
+    g = build_generator("resunet", encoder=encoder).eval()
+    with torch.no_grad():
+        out = g(torch.rand(2, 1, 64, 64) * 2 - 1)
+    assert out.shape == (2, 2, 64, 64) and out.abs().max() <= 1
+    assert g.encoder.state_dict()[next(iter(g.encoder.state_dict()))].shape[1] == 1  # 1-channel stem
+
+
+def test_unknown_generator_or_encoder_is_a_user_error():
+    with pytest.raises(UserError, match="unknown generator 'vgg'"):
+        build_generator("vgg")
+    with pytest.raises(UserError, match="unknown encoder 'resnet999'"):
+        build_generator("resunet", encoder="resnet999")
+
+
+def test_pretrained_encoder_really_holds_imagenet_weights():
+    """The L-only encoder of the generator, topped with its ImageNet head, sees a cat in a gray cat photo."""
+    import timm
+
+    g = build_generator("resunet", encoder="efficientnet_lite0")
+    load_encoder_weights(g, "imagenet")
+    classifier = timm.create_model("tf_efficientnet_lite0", pretrained=False, in_chans=1).eval()
+    encoder_state = {k.removeprefix("model."): v for k, v in g.encoder.state_dict().items()}
+    head = {k: v for k, v in efficientnet_lite0_imagenet().items() if k.split(".")[0] in ("conv_head", "bn2", "classifier")}
+    classifier.load_state_dict(encoder_state | head)
+
+    rgb = torch.from_numpy(skdata.chelsea()).permute(2, 0, 1).float()[None] / 255
+    gray = (0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2])[:, None]
+    x = torch.nn.functional.interpolate(gray, size=(224, 224), mode="bilinear", antialias=True) * 2 - 1
+    with torch.no_grad():
+        top = classifier(x).argmax(1).item()
+    assert 281 <= top <= 285, f"ImageNet class {top} is not a cat"  # tabby, tiger, Persian, Siamese, Egyptian cat
+
+
+def test_encoder_weights_from_a_file_must_fit_the_encoder(tmp_path):
+    bogus = tmp_path / "weights.pth"
+    torch.save({"conv1.weight": torch.zeros(3, 3)}, bogus)
+    g = build_generator("resunet", encoder="resnet18")
+    with pytest.raises(UserError, match="does not hold resnet18"):
+        load_encoder_weights(g, str(bogus))
+    with pytest.raises(UserError, match="not found"):
+        load_encoder_weights(g, str(tmp_path / "missing.pth"))
+
+
+def test_encoder_weights_from_a_torchvision_file_load_with_summed_stem(tmp_path):
+    import torchvision
+
+    reference = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    g = build_generator("resunet", encoder="resnet18")
+    load_encoder_weights(g, str(path))
+    assert torch.allclose(g.encoder.conv1.weight, reference.conv1.weight.sum(1, keepdim=True))
+    assert torch.equal(g.encoder.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
+
+
+def test_artifact_round_trip_rebuilds_the_same_function(tmp_path):
+    g = build_generator("resunet", encoder="efficientnet_lite0").eval()
+    save_pretrained(g, tmp_path / "m", size=64, training={"stage": "pretrain"})
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["generator"] == "resunet" and meta["size"] == 64 and meta["color"]["input"] == "L/50-1"
+    loaded, meta2 = load_pretrained(tmp_path / "m" / "model.safetensors")
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), g(x))
+    assert meta2 == meta
+
+
+def test_artifact_in_fp16_stays_within_fp16_precision(tmp_path):
+    g = build_generator("resunet").eval()
+    save_pretrained(g, tmp_path, size=64, dtype=torch.float16)
+    loaded, _ = load_pretrained(tmp_path)
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert (loaded(x) - g(x)).abs().max() < 1e-2
+
+
+def test_loading_an_artifact_of_another_architecture_is_a_clear_error(tmp_path):
+    save_pretrained(build_generator("resunet", encoder="resnet18"), tmp_path, size=64)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    meta["config"]["encoder"] = "efficientnet_lite0"
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="does not fit this resunet architecture"):
+        load_pretrained(tmp_path)
+
+
+def test_missing_or_corrupt_artifact_files_are_clear_errors(tmp_path):
+    with pytest.raises(UserError, match="no model weights"):
+        load_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(UserError, match="model.json"):
+        load_pretrained(tmp_path)
+    (tmp_path / "model.json").write_text("{")
+    with pytest.raises(UserError, match="cannot read"):
+        load_pretrained(tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps({"format": "colorgan", "generator": "unet", "config": {}}))
+    with pytest.raises(UserError, match="cannot read"):
+        load_pretrained(tmp_path)

@@ -1,0 +1,196 @@
+"""Training: both stages, both generators, run-folder artifacts, resume, multi-process, bad input."""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from colorgan.errors import UserError
+from colorgan.losses import LOSS_NAMES
+from colorgan.models import build_generator, load_pretrained, save_pretrained
+from colorgan.train import TrainConfig, latest_checkpoint, run_training
+
+
+def _config(data: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(stage="gan", generator="resunet", encoder_weights=None, data=data, val=data, size=32,
+                batch_size=4, epochs=2, workers=0, out=out, val_limit=4, samples=2)
+    return TrainConfig(**(base | kw))
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    with (run / "losses.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.parametrize("generator,size", [("resunet", 64), ("unet", 256)])
+def test_two_epoch_gan_smoke_run_writes_every_artifact(make_photos, tmp_path, generator, size):
+    data = make_photos(8)
+    run = tmp_path / "run"
+    result = run_training(_config(data, run, generator=generator, size=size, batch_size=4 if generator == "resunet" else 2))
+    rows = _rows(run)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    for row in rows:
+        for name in (*LOSS_NAMES, "val_Loss_G_L1", "val_psnr", "val_cf", "val_delta_cf", "val_auc"):
+            assert math.isfinite(float(row[name])), name
+        assert float(row["Loss_D"]) == pytest.approx((float(row["Loss_D_fake"]) + float(row["Loss_D_real"])) / 2, abs=1e-4)
+        assert float(row["Loss_G"]) == pytest.approx(float(row["Loss_G_GAN"]) + float(row["Loss_G_L1"]), abs=1e-3)
+        assert row["photos"] == "8"
+    assert (run / "samples" / "epoch_0002.png").is_file()
+    assert Image.open(run / "samples" / "epoch_0002.png").size[0] > 3 * size  # gray | prediction | truth
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert latest_checkpoint(run) is not None
+    state = torch.load(latest_checkpoint(run) / "state.pt", weights_only=True)  # no pickle needed to resume
+    assert state["epoch"] == 2
+    model, meta = load_pretrained(run)
+    assert meta["generator"] == generator and meta["size"] == size and meta["training"]["epochs"] == 2
+    assert len(result.history) == 2
+
+
+def test_pretrain_stage_logs_l1_only_and_gan_stage_starts_from_it(make_photos, tmp_path):
+    data = make_photos(8)
+    pre = tmp_path / "pre"
+    run_training(_config(data, pre, stage="pretrain", epochs=1, encoder_weights="imagenet"))
+    row = _rows(pre)[0]
+    assert row["Loss_D"] == "" and row["Loss_G_GAN"] == ""
+    assert float(row["Loss_G"]) == pytest.approx(float(row["Loss_G_L1"]))
+    pretrained, meta = load_pretrained(pre)
+    assert meta["training"]["encoder_weights"] == "imagenet"
+
+    gan = tmp_path / "gan"
+    result = run_training(_config(data, gan, epochs=1, init_from=pre, save_every=0))
+    _, gan_meta = load_pretrained(gan)
+    assert gan_meta["training"]["encoder_weights"] == "imagenet"  # provenance follows the init chain
+    assert gan_meta["training"]["init_from"] == str(pre)
+    assert result.discriminator is not None
+
+
+def test_resumed_run_matches_an_uninterrupted_one(make_photos, tmp_path):
+    data = make_photos(8)
+    straight = run_training(_config(data, tmp_path / "straight", epochs=2, save_every=0))
+    run_training(_config(data, tmp_path / "resumed", epochs=1, save_every=0))
+    resumed = run_training(_config(data, tmp_path / "resumed", epochs=2, resume=True, save_every=0))
+    for (name, a), b in zip(straight.generator.state_dict().items(), resumed.generator.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), name
+    assert _rows(tmp_path / "resumed") == [
+        {**r, "seconds": s["seconds"]} for r, s in zip(_rows(tmp_path / "straight"), _rows(tmp_path / "resumed"))
+    ]
+
+
+def test_mid_epoch_checkpoint_resumes_at_the_right_step(make_photos, tmp_path):
+    data = make_photos(12)
+    straight = run_training(_config(data, tmp_path / "a", epochs=1, save_every=0, val=None))
+    run_training(_config(data, tmp_path / "b", epochs=1, save_every=2, val=None))
+    # roll the run back to its mid-epoch checkpoint (step 2 of 3), as a kill there would leave it
+    ckpt = tmp_path / "b" / "checkpoint"
+    (ckpt / "LATEST").write_text("step-000000002\n")
+    resumed = run_training(_config(data, tmp_path / "b", epochs=1, save_every=0, val=None, resume=True))
+    for a, b in zip(straight.generator.state_dict().values(), resumed.generator.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)
+
+
+def test_a_killed_checkpoint_write_leaves_the_last_good_one(make_photos, tmp_path):
+    data = make_photos(8)
+    run = tmp_path / "run"
+    run_training(_config(data, run, epochs=1, save_every=0, val=None))
+    good = latest_checkpoint(run)
+    (run / "checkpoint" / "step-000000099.tmp").mkdir()  # half-written folder of a killed save
+    assert latest_checkpoint(run) == good
+    run_training(_config(data, run, epochs=2, save_every=0, val=None, resume=True))
+    assert latest_checkpoint(run).name == "step-000000004"
+
+
+def test_gray_and_corrupt_photos_are_skipped_and_counted(make_photos, tmp_path, caplog):
+    data = make_photos(8)
+    Image.new("L", (40, 40), 90).save(data / "old_gray.png")
+    (data / "broken.jpg").write_bytes(b"garbage")
+    run_training(_config(data, tmp_path / "run", epochs=1, val=None, batch_size=5))  # 10 files: 2 full batches
+    row = _rows(tmp_path / "run")[0]
+    assert (row["photos"], row["skipped"]) == ("8", "2")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert sum("old_gray.png" in w for w in warnings) == 1 and sum("broken.jpg" in w for w in warnings) == 1
+
+
+def test_yaml_config_holds_the_same_keys_and_flags_override_it(tmp_path):
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("stage: pretrain\nbatch-size: 8\nsize: 128\ndata: photos\nencoder_weights: none\n")
+    cfg = TrainConfig.from_sources(yaml_path=cfg_file, overrides={"size": 64})
+    assert (cfg.stage, cfg.batch_size, cfg.size, cfg.data, cfg.encoder_weights) == ("pretrain", 8, 64, Path("photos"), None)
+    assert cfg.learning_rate == 1e-4 and cfg.betas == (0.9, 0.999)
+    assert TrainConfig(stage="gan").learning_rate == 2e-4 and TrainConfig(stage="gan").betas == (0.5, 0.999)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (dict(generator="vgg"), "unknown generator"),
+        (dict(encoder="resnet999"), "unknown encoder"),
+        (dict(size=100), "multiple of 32"),
+        (dict(generator="unet", size=128), "multiple of 256"),
+        (dict(stage="finetune"), "--stage"),
+        (dict(resume=True), "no checkpoint"),
+        (dict(data=Path("/nonexistent/photos")), "not found"),
+    ],
+)
+def test_impossible_settings_are_user_errors(make_photos, tmp_path, change, message):
+    change = dict(change)
+    cfg = _config(change.pop("data", None) or make_photos(2), tmp_path / "run", **change)
+    with pytest.raises(UserError, match=message):
+        run_training(cfg)
+
+
+def test_folder_of_only_grayscale_photos_is_a_user_error(tmp_path):
+    for i in range(3):
+        Image.new("L", (32, 32), 40 * i).save(tmp_path / f"g{i}.png")
+    with pytest.raises(UserError, match="no usable color photos"):
+        run_training(_config(tmp_path, tmp_path / "run", val=None, epochs=1))
+
+
+def test_existing_run_is_never_overwritten_without_resume(make_photos, tmp_path):
+    data = make_photos(4)
+    run_training(_config(data, tmp_path / "run", epochs=1, val=None))
+    with pytest.raises(UserError, match="already holds a training run"):
+        run_training(_config(data, tmp_path / "run", epochs=1, val=None))
+
+
+def test_init_from_a_model_of_another_architecture_is_a_user_error(make_photos, tmp_path):
+    save_pretrained(build_generator("resunet", encoder="resnet18"), tmp_path / "other", size=64)
+    with pytest.raises(UserError, match="--init-from"):
+        run_training(_config(make_photos(4), tmp_path / "run", init_from=tmp_path / "other"))
+
+
+DIST_SCRIPT = """
+import os, sys
+from pathlib import Path
+from safetensors.torch import save_file
+from colorgan.train import TrainConfig, run_training
+data, out = Path(sys.argv[1]), Path(sys.argv[2])
+result = run_training(TrainConfig(stage="gan", generator="resunet", encoder_weights=None, data=data, size=32,
+                                  batch_size=2, epochs=1, workers=0, out=out, save_every=0))
+params = {k: v.detach().contiguous() for k, v in result.generator.named_parameters()}
+save_file(params, str(out.parent / f"rank{os.environ['RANK']}.safetensors"))
+"""
+
+
+def test_two_cpu_processes_train_in_sync(make_photos, tmp_path):
+    data = make_photos(8)
+    script = tmp_path / "dist.py"
+    script.write_text(DIST_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master-port", str(29500 + os.getpid() % 1000),
+         str(script), str(data), str(tmp_path / "run")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0, rank1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    row = _rows(tmp_path / "run")[0]
+    assert row["photos"] == "8"  # each process saw its own half of the photos
