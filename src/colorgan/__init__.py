@@ -1,3 +1,14 @@
 """colorgan: colorize grayscale photos with a conditional GAN in L*a*b* space."""
 
 __version__ = "0.1.0"
+
+__all__ = ["Colorizer"]
+
+
+def __getattr__(name: str):
+    # Lazy, so that `import colorgan` stays light (no torch) until the Colorizer is used.
+    if name == "Colorizer":
+        from .infer import Colorizer
+
+        return Colorizer
+    raise AttributeError(f"module 'colorgan' has no attribute {name!r}")

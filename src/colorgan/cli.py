@@ -7,7 +7,13 @@ stderr and exit code 2; the work itself lives in the library modules.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+
+# OpenMP threads that sleep instead of spin while waiting: several times faster whenever other
+# processes share the cores (a laptop, a server with other jobs), about the same on an idle one.
+# Must be set before torch is first imported; an explicit setting by the user wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -71,13 +77,130 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
 ) -> None:
     """Train a colorizer (stage pretrain or gan) on a folder of color photos."""
-    from .train import TrainConfig, run_training
-
-    _setup_logging(quiet)
     flags = {k: v for k, v in locals().items() if k not in ("config", "quiet") and v is not None}
     if not resume:
         flags.pop("resume")
+    from .train import TrainConfig, run_training
+
+    _setup_logging(quiet)
     run_training(TrainConfig.from_sources(yaml_path=config, overrides=flags))
+
+
+# --- evaluate --------------------------------------------------------------------------
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option(help="Folder of color photos (searched recursively).")],
+    model: Annotated[Optional[str], typer.Option(help="A model.safetensors (model.json beside it), an exported .onnx, or a bundled model's name.  [default: the bundled default]")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="Score a trivial answer instead of a model: gray (the gray input itself).")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Model input size (default: the model's own).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Score only the first N photos (sorted by path).")] = None,
+    native: Annotated[bool, typer.Option("--native", help="Score at each photo's own size instead of 256x256.")] = False,
+    fid: Annotated[bool, typer.Option("--fid", help="Also compute FID (needs the eval extra).")] = False,
+    batch_size: Annotated[int, typer.Option(help="Photos colorized and scored at once.")] = 16,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    backend: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime on the CPU).")] = "torch",
+    out: Annotated[Optional[Path], typer.Option(help="Write the JSON report to this file.")] = None,
+    per_image: Annotated[Optional[Path], typer.Option("--per-image", help="Write one CSV row of scores per photo.")] = None,
+    save_grid: Annotated[Optional[Path], typer.Option("--save-grid", help="Write a PNG: gray | prediction | ground truth for a few photos.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+) -> None:
+    """Score a colorizer (or the gray baseline) against a folder of color photos: PSNR, SSIM, CF, ΔCF, AuC, FID."""
+    from . import evaluate as ev
+
+    _setup_logging(quiet)
+    result = ev.evaluate(ev.EvalSettings(data=data, model=model, baseline=baseline, size=size, limit=limit,
+                                         native=native, fid=fid, batch_size=batch_size, device=device, backend=backend))
+    if out is not None:
+        ev.write_report(result.report, out)
+    if per_image is not None:
+        ev.write_per_image_csv(result.per_image, per_image)
+    if save_grid is not None:
+        ev.save_grid(result.grid, save_grid)
+    Console().print(ev.markdown_table(result.report), markup=False, highlight=False, soft_wrap=True)
+
+
+# --- colorize ---------------------------------------------------------------------------
+
+@app.command()
+def colorize(
+    inputs: Annotated[Optional[list[str]], typer.Argument(help="Files, folders (recursive) and globs; none: the bundled sample photo.", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (mirrors the inputs' subfolders), or a file name for one input.", show_default="colorized")] = None,
+    model: Annotated[Optional[str], typer.Option(help="A model.safetensors (model.json beside it), an exported .onnx, or a bundled model's name.", show_default="the bundled default")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Resolution the model sees (default: its training size; larger gives finer color boundaries).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Photos per model batch (each held in memory at full size).")] = 1,
+    backend: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime on the CPU).")] = "torch",
+    fmt: Annotated[Optional[str], typer.Option("--format", help="png, jpg or webp.", show_default="png, or the -o file's suffix")] = None,
+    quality: Annotated[Optional[int], typer.Option(help="JPEG/WebP quality, 1-100.", show_default="95 jpg, 90 webp")] = None,
+    keep_color: Annotated[bool, typer.Option("--keep-color", help="Leave photos that are already in color alone (and report them).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them, so a killed run resumes).")] = False,
+    report: Annotated[Optional[Path], typer.Option(help="Write each file's outcome to this JSON file.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+) -> None:
+    """Colorize black-and-white photos at full resolution (exit 1 if any file failed)."""
+    from .batch import SAMPLE, ColorizeJob, count
+
+    _setup_logging(quiet)
+    job = ColorizeJob(
+        inputs=inputs or [str(SAMPLE)], out=out, model=model, size=size, device=device, backend=backend,
+        batch_size=batch_size, fmt=fmt, quality=quality, keep_color=keep_color, overwrite=overwrite, report=report,
+    )
+    outcomes = job.run(err_console, progress=not quiet)
+    counts = count(outcomes)
+    if not quiet:
+        where = outcomes[0].output if len(outcomes) == 1 else (out or "colorized")
+        typer.echo(f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed -> {where}")
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
+# --- export -----------------------------------------------------------------------------
+
+export_app = typer.Typer(help="Export a model for other runtimes.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("onnx")
+def export_onnx(
+    out: Annotated[Path, typer.Option(help="The .onnx file to write.")],
+    model: Annotated[Optional[str], typer.Option(help="A model.safetensors or a bundled model's name.", show_default="the bundled default")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+) -> None:
+    """Export a model to ONNX (dynamic batch and size) for `colorize --backend onnx`."""
+    from .export import export_onnx as export
+
+    _setup_logging(quiet)
+    export(model, out)
+
+
+# --- serve ------------------------------------------------------------------------------
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every network interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 7860,
+    model: Annotated[Optional[str], typer.Option(help="A model.safetensors (model.json beside it), an exported .onnx, or a bundled model's name.  [default: the bundled default]")] = None,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest upload accepted, in MB (413 beyond).")] = 25.0,
+    max_megapixels: Annotated[float, typer.Option("--max-megapixels", help="Largest photo accepted, in megapixels, read from its header before decoding (413 beyond).")] = 50.0,
+    concurrency: Annotated[int, typer.Option(help="Photos colorized at once; more requests wait in the queue.")] = 1,
+    max_queue: Annotated[int, typer.Option("--max-queue", help="Requests allowed to wait for a free slot (503 beyond).")] = 32,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    backend: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime on the CPU).")] = "torch",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+) -> None:
+    """Serve a web page and an HTTP API that colorize photos (needs the web extra)."""
+    _setup_logging(quiet)
+    try:
+        from .app import ServeSettings, serve as run_server
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("gradio", "fastapi", "uvicorn", "multipart", "python_multipart"):
+            raise UserError(f"colorgan serve needs the web extra ({exc.name} is missing): pip install 'colorgan[web]'") from None
+        raise
+    settings = ServeSettings(model=model, device=device, backend=backend, max_upload_mb=max_upload_mb,
+                             max_megapixels=max_megapixels, concurrency=concurrency, max_queue=max_queue)
+    run_server(settings, host=host, port=port,
+               on_ready=lambda url: typer.echo(f"colorgan is serving on {url}  (Ctrl+C stops it)"))
 
 
 def main() -> None:

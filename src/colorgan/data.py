@@ -92,10 +92,15 @@ def load_rgb(path: Path, size: int) -> np.ndarray:
             img.draft("RGB", (size, size))
             img = ImageOps.exif_transpose(img).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
     rgb = np.array(img)  # a writable copy: torch.from_numpy needs one
-    spread = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
-    if spread.mean() < GRAY_SPREAD:
+    if is_gray(rgb):
         raise ValueError("grayscale photo (no color to learn)")
     return rgb
+
+
+def is_gray(rgb: np.ndarray) -> bool:
+    """Whether an (H, W, 3) uint8 RGB photo carries no color (mean channel spread < GRAY_SPREAD)."""
+    spread = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
+    return bool(spread.mean() < GRAY_SPREAD)
 
 
 class PhotoDataset(Dataset):

@@ -1,0 +1,106 @@
+"""Training throughput (issue 2): colorgan's loop vs the common tutorial loop, in one run.
+
+Both loops run the same GAN step (``colorgan.train.train_step``: PatchGAN + BCE + 100·L1,
+Adam) on the same photos at 256 px. They differ only in how they are fed, which is what
+this measures:
+
+- colorgan: workers decode and resize to uint8 (JPEG draft decoding), the L*a*b*
+  conversion runs once per batch in float32 (kornia), and the nets are channels-last;
+- tutorial: each photo is converted with scikit-image's float64 ``rgb2lab`` inside the
+  dataset, as the widely copied pix2pix-colorization tutorials and Zhang et al.'s demo
+  scripts do, fed to nets in PyTorch's default memory layout.
+
+Usage: ``python benchmarks/train_speed.py [--data DIR] [--steps 6] [--batch-size 8]``.
+Prints a Markdown table; paste it into ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from PIL import Image
+from skimage.color import rgb2lab
+from torch.utils.data import DataLoader, Dataset
+
+from colorgan.data import EpochSampler, PhotoDataset, collate, find_images
+from colorgan.losses import GANLoss
+from colorgan.models import PatchGAN, build_generator
+from colorgan.train import Nets, to_model_input, train_step
+
+
+class TutorialDataset(Dataset):
+    """Per-photo float64 Lab conversion in the dataset, the way the tutorials do it."""
+
+    def __init__(self, paths: list[Path], size: int) -> None:
+        self.paths, self.size = paths, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        img = Image.open(self.paths[i]).convert("RGB").resize((self.size, self.size), Image.Resampling.BICUBIC)
+        if np.random.rand() < 0.5:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        lab = torch.from_numpy(rgb2lab(np.array(img)).astype("float32")).permute(2, 0, 1)
+        return lab[[0]] / 50.0 - 1.0, lab[[1, 2]] / 110.0
+
+
+def _nets(name: str, channels_last: bool) -> Nets:
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    g = build_generator(name).to(memory_format=fmt)
+    d = PatchGAN().to(memory_format=fmt)
+    adam = dict(lr=2e-4, betas=(0.5, 0.999))
+    return Nets(g, torch.optim.Adam(g.parameters(), **adam), d, torch.optim.Adam(d.parameters(), **adam), GANLoss())
+
+
+def _time(batches, feed, nets: Nets, steps: int, accelerator: Accelerator) -> float:
+    """Photos per second over ``steps`` steps, after one warm-up step; data loading included."""
+    it = iter(batches)
+    l, ab = feed(next(it))
+    train_step(l, ab, nets, lambda_l1=100.0, accelerator=accelerator)
+    photos, tic = 0, time.perf_counter()
+    for _ in range(steps):
+        l, ab = feed(next(it))
+        train_step(l, ab, nets, lambda_l1=100.0, accelerator=accelerator)
+        photos += len(l)
+    return photos / (time.perf_counter() - tic)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/train/bsds500"))
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--generators", nargs="+", default=["unet", "resunet"])
+    args = parser.parse_args()
+
+    paths = find_images(args.data)[: args.batch_size * (args.steps + 1)]
+    accelerator = Accelerator(cpu=True)
+    loader_args = dict(batch_size=args.batch_size, num_workers=args.workers, drop_last=True)
+    ours = DataLoader(PhotoDataset(paths, size=args.size), sampler=EpochSampler(len(paths), seed=0), collate_fn=collate, **loader_args)
+    tutorial = DataLoader(TutorialDataset(paths, args.size), shuffle=True, **loader_args)
+
+    rows = []
+    for name in args.generators:
+        fast = _time(ours, lambda b: to_model_input(b["rgb"]), _nets(name, True), args.steps, accelerator)
+        slow = _time(tutorial, lambda b: b, _nets(name, False), args.steps, accelerator)
+        rows.append(f"| {name} | {args.size} | {args.batch_size} | {fast:.2f} | {slow:.2f} | {fast / slow:.2f}× |")
+
+    print(f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"command: python benchmarks/train_speed.py --data {args.data} --steps {args.steps} --batch-size {args.batch_size}\n")
+    print("| generator | px | batch | colorgan photos/s | tutorial photos/s | ratio |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""Scoring a colorizer on a folder of color photos: the loop behind ``colorgan evaluate``.
+
+Each photo is turned into its gray version (its own L* with a* = b* = 0), colorized
+through :class:`colorgan.infer.Colorizer` exactly as ``colorgan colorize`` does, and
+compared with the original by :mod:`colorgan.metrics`. Following the field's protocol,
+prediction and ground truth are both stretched to 256×256 before scoring, unless
+``native`` asks for each photo's own resolution. ``baseline="gray"`` scores the gray
+input itself, the trivial answer every report should be read against.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import __version__
+from .color import rgb_to_lab, uint8_to_unit
+from .data import find_images, is_gray
+from .errors import UserError
+from .infer import Colorizer
+from .metrics import FID, METRIC_KEYS, PSNR_CAP_DB, score_batch, summarize
+from .photo import Photo, PhotoError, luminance, read_photo
+
+log = logging.getLogger(__name__)
+
+BASELINES = ("gray",)
+EVAL_SIZE = 256
+GRID_ROWS = 4
+PROGRESS_EVERY = 200
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What to score and how; ``model=None`` means the bundled default model."""
+
+    data: Path
+    model: str | None = None
+    baseline: str | None = None
+    size: int | None = None
+    limit: int | None = None
+    native: bool = False
+    fid: bool = False
+    batch_size: int = 16
+    device: str = "auto"
+    backend: str = "torch"
+
+    def check(self) -> None:
+        """Reject contradictory or out-of-range settings before any work is done."""
+        if self.baseline is not None and self.baseline not in BASELINES:
+            raise UserError(f"unknown baseline {self.baseline!r}; choose one of: {', '.join(BASELINES)}")
+        if self.baseline is not None and self.model is not None:
+            raise UserError("--baseline scores the gray input itself; it cannot be combined with --model")
+        for name, value in (("--limit", self.limit), ("--size", self.size), ("--batch-size", self.batch_size)):
+            if value is not None and value <= 0:
+                raise UserError(f"{name} must be a positive number, got {value}")
+
+
+@dataclass
+class Scored:
+    """One scored photo: its path (relative to the data folder) and its metric values."""
+
+    path: str
+    scores: dict[str, float]
+
+
+@dataclass
+class EvalResult:
+    """The JSON-ready report, one row per photo, and the first few (gray, prediction, truth) triples."""
+
+    report: dict[str, Any]
+    per_image: list[Scored] = field(default_factory=list)
+    grid: list[tuple[Image.Image, Image.Image, Image.Image]] = field(default_factory=list)
+
+
+@dataclass
+class Skipped:
+    """Files under the data folder that were not scored, by reason."""
+
+    unreadable: int = 0
+    grayscale: int = 0
+
+
+def color_pixels(photo: Photo) -> np.ndarray | None:
+    """The photo's (H, W, 3) uint8 sRGB, or None when it is gray, by the training data's rule
+    (:func:`colorgan.data.is_gray`).
+
+    Not :meth:`Photo.looks_colored`: that one also refuses photos dominated by one hue
+    (many landscapes), which are exactly the color photos a colorizer must be scored on.
+    """
+    rgb, _ = photo.pixels()
+    return None if rgb.ndim == 2 or is_gray(rgb) else rgb
+
+
+# L* of each 8-bit gray level, through the same conversion the colorizer applies to its input.
+_GRAY_LEVEL_L = rgb_to_lab(torch.linspace(0.0, 1.0, 256).expand(3, 1, 256))[0, 0].contiguous()
+
+
+def gray_input(rgb: np.ndarray) -> np.ndarray:
+    """The photo made gray: an (H, W) uint8 image whose L* is the photo's own (nearest 8-bit level).
+
+    A one-channel gray image, as a user's scanned photo would be: exactly neutral, so the
+    gray baseline has no color at all, and its L* is the original's to within half a gray step (< 0.3).
+    """
+    l = luminance(rgb).contiguous()
+    upper = torch.searchsorted(_GRAY_LEVEL_L, l).clamp_(1, 255)
+    lower = upper - 1
+    nearer_lower = (l - _GRAY_LEVEL_L[lower]) < (_GRAY_LEVEL_L[upper] - l)
+    return torch.where(nearer_lower, lower, upper).to(torch.uint8).numpy()
+
+
+def _to_eval_size(image: Image.Image) -> Image.Image:
+    if image.size == (EVAL_SIZE, EVAL_SIZE):
+        return image
+    return image.resize((EVAL_SIZE, EVAL_SIZE), Image.Resampling.BICUBIC)  # antialiased when shrinking
+
+
+def _to_tensor(image: Image.Image) -> torch.Tensor:
+    return uint8_to_unit(torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1))
+
+
+def _same_size_runs(preds: Sequence[torch.Tensor], truths: Sequence[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Consecutive photos of one size stacked into batches (all of them at 256×256)."""
+    pairs = zip(preds, truths, strict=True)
+    for _, run in itertools.groupby(pairs, key=lambda pair: pair[1].shape):
+        p, t = zip(*run, strict=True)
+        yield torch.stack(p), torch.stack(t)
+
+
+class _Predictor:
+    """The model, or the gray baseline, behind one ``predict(gray arrays)`` call."""
+
+    def __init__(self, settings: EvalSettings) -> None:
+        self.size = settings.size
+        if settings.baseline == "gray":
+            self.colorizer = None
+            self.name = "baseline: gray"
+        else:
+            self.colorizer = Colorizer.from_pretrained(settings.model, device=settings.device, backend=settings.backend)
+            self.name = settings.model or "default"
+
+    def predict(self, grays: list[np.ndarray]) -> list[Image.Image]:
+        if self.colorizer is None:
+            return [Image.fromarray(g) for g in grays]
+        return self.colorizer.colorize_batch(grays, size=self.size)
+
+
+def _read_batch(paths: Sequence[Path], skipped: Skipped) -> list[tuple[Path, np.ndarray]]:
+    """The color photos among ``paths`` as RGB arrays; unreadable files and gray photos are counted and left out."""
+    photos = []
+    for path in paths:
+        try:
+            rgb = color_pixels(read_photo(path))
+        except PhotoError as exc:
+            skipped.unreadable += 1
+            log.warning("skipping unreadable %s", exc)
+            continue
+        if rgb is None:
+            skipped.grayscale += 1
+            log.debug("skipping %s: a gray photo has no colors to compare with", path)
+        else:
+            photos.append((path, rgb))
+    return photos
+
+
+def evaluate(settings: EvalSettings) -> EvalResult:
+    """Colorize and score every color photo under ``settings.data``; see the module docstring."""
+    settings.check()
+    started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    paths = find_images(settings.data, first=settings.limit)
+    predictor = _Predictor(settings)
+    fid = FID("cuda" if torch.cuda.is_available() else "cpu") if settings.fid else None
+    skipped, result = Skipped(), EvalResult(report={})
+    next_progress = PROGRESS_EVERY
+    for start in range(0, len(paths), settings.batch_size):
+        photos = _read_batch(paths[start : start + settings.batch_size], skipped)
+        if photos:
+            _score_photos(photos, predictor, fid, settings, result)
+        if len(result.per_image) >= next_progress:
+            log.info("scored %d photos (%d of %d files read)", len(result.per_image), start + len(photos), len(paths))
+            next_progress += PROGRESS_EVERY
+    if not result.per_image:
+        raise UserError(
+            f"no color photos to score in {settings.data} "
+            f"({skipped.unreadable} unreadable, {skipped.grayscale} grayscale)"
+        )
+
+    metrics = summarize({k: [row.scores[k] for row in result.per_image] for k in METRIC_KEYS})
+    psnr_capped = int(metrics.pop("psnr_capped"))
+    if fid is not None:
+        metrics["fid"] = fid.compute()
+    seconds = time.perf_counter() - t0
+    result.report = {
+        "metrics": metrics,
+        "n": len(result.per_image),
+        "skipped": asdict(skipped),
+        "psnr_cap_db": PSNR_CAP_DB,
+        "psnr_capped": psnr_capped,
+        "model": predictor.name,
+        "settings": {**asdict(settings), "data": str(settings.data), "eval_size": "native" if settings.native else EVAL_SIZE},
+        "time": {"started": started.isoformat(timespec="seconds"), "seconds": round(seconds, 2)},
+        "colorgan_version": __version__,
+    }
+    log.info("scored %d photos in %.1f s", len(result.per_image), seconds)
+    return result
+
+
+def _score_photos(
+    photos: Sequence[tuple[Path, np.ndarray]], predictor: _Predictor, fid: FID | None, settings: EvalSettings, result: EvalResult
+) -> None:
+    """Colorize one batch of photos, score it, and add its rows (and grid triples) to ``result``."""
+    grays = [gray_input(rgb) for _, rgb in photos]
+    preds = predictor.predict(grays)
+    truths = [Image.fromarray(rgb) for _, rgb in photos]
+    for gray, pred, truth in itertools.islice(zip(grays, preds, truths), max(GRID_ROWS - len(result.grid), 0)):
+        result.grid.append((_to_eval_size(Image.fromarray(gray)), _to_eval_size(pred), _to_eval_size(truth)))
+    if not settings.native:
+        preds, truths = [_to_eval_size(p) for p in preds], [_to_eval_size(t) for t in truths]
+    runs = list(_same_size_runs([_to_tensor(p) for p in preds], [_to_tensor(t) for t in truths]))
+    parts = [score_batch(p, t) for p, t in runs]
+    scores = {k: torch.cat([part[k] for part in parts]).tolist() for k in METRIC_KEYS}
+    if fid is not None:
+        for p, t in runs:
+            fid.update(p, t)
+    for i, (path, _) in enumerate(photos):
+        result.per_image.append(Scored(path.relative_to(settings.data).as_posix(), {k: scores[k][i] for k in METRIC_KEYS}))
+
+
+# --- outputs ----------------------------------------------------------------------------
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The report as a Markdown table (arrows say which way is better) and a line of notes."""
+    m = report["metrics"]
+    fid = f"{m['fid']:.2f}" if "fid" in m else "–"
+    lines = [
+        "| model | n | PSNR ↑ | SSIM ↑ | CF ↑ | ΔCF ↓ | AuC ↑ | FID ↓ |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {report['model']} | {report['n']} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['cf_pred']:.2f} "
+        f"| {m['delta_cf']:.2f} | {m['auc']:.2f} | {fid} |",
+        "",
+        f"CF of the ground truth: {m['cf_true']:.2f}. Evaluated at "
+        f"{report['settings']['eval_size']} px. Skipped: {report['skipped']['unreadable']} unreadable, "
+        f"{report['skipped']['grayscale']} grayscale. PSNR capped at {report['psnr_cap_db']:g} dB "
+        f"(identical to the ground truth): {report['psnr_capped']} photos.",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_per_image_csv(rows: Sequence[Scored], path: Path) -> None:
+    """One row per photo: its path relative to the data folder, then each metric."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", *METRIC_KEYS])
+        writer.writerows([row.path, *(f"{row.scores[k]:.6g}" for k in METRIC_KEYS)] for row in rows)
+
+
+def save_grid(triples: Sequence[tuple[Image.Image, Image.Image, Image.Image]], path: Path) -> None:
+    """A PNG with one row per photo: gray input | prediction | ground truth, 256 px tiles."""
+    grid = Image.new("RGB", (3 * EVAL_SIZE, len(triples) * EVAL_SIZE), "white")
+    for row, triple in enumerate(triples):
+        for col, tile in enumerate(triple):
+            grid.paste(tile.convert("RGB"), (col * EVAL_SIZE, row * EVAL_SIZE))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)

