@@ -118,13 +118,15 @@ def test_artifact_round_trip_rebuilds_the_same_function(tmp_path):
     assert meta2 == meta
 
 
-def test_artifact_in_fp16_stays_within_fp16_precision(tmp_path):
+def test_artifact_in_fp16_changes_predicted_colors_by_under_two_ab_units(tmp_path):
+    torch.manual_seed(0)
     g = build_generator("resunet").eval()
     save_pretrained(g, tmp_path, size=64, dtype=torch.float16)
     loaded, _ = load_pretrained(tmp_path)
+    assert next(loaded.parameters()).dtype == torch.float32  # stored in half, computed in float
     x = torch.rand(1, 1, 64, 64)
     with torch.no_grad():
-        assert (loaded(x) - g(x)).abs().max() < 1e-2
+        assert (loaded(x) - g(x)).abs().max() * 110 < 2.0  # ab is normalized by 110
 
 
 def test_loading_an_artifact_of_another_architecture_is_a_clear_error(tmp_path):
