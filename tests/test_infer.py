@@ -370,3 +370,26 @@ def test_memory_beyond_the_output_is_bounded_by_the_stripe_not_the_photo(infer_t
     run = subprocess.run([sys.executable, "-c", _PEAK_RSS_SCRIPT, str(infer_tiny_model)], capture_output=True, text=True, check=True)
     extra_mb = int(run.stdout.strip().splitlines()[-1])
     assert extra_mb < 48 + 100, f"colorizing used {extra_mb} MB beyond the input"
+
+
+def test_written_photos_get_the_permissions_of_a_plain_file(tmp_path):
+    import os
+    import stat
+
+    from colorgan.photo import save_image
+
+    mask = os.umask(0)
+    os.umask(mask)
+    save_image(Image.new("RGB", (4, 4)), tmp_path / "out.png", fmt="png")
+    assert stat.S_IMODE((tmp_path / "out.png").stat().st_mode) == 0o666 & ~mask
+
+
+def test_the_bundled_default_model_loads_offline_and_adds_color_to_the_sample() -> None:
+    from colorgan.data import is_gray
+    from colorgan.infer import Colorizer
+
+    sample = Path(infer.__file__).parent / "assets" / "samples" / "camera.jpg"
+    colorizer = Colorizer.from_pretrained()
+    out = colorizer.colorize(sample)
+    assert out.size == Image.open(sample).size
+    assert not is_gray(np.asarray(out.convert("RGB")))

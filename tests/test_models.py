@@ -150,3 +150,14 @@ def test_missing_or_corrupt_artifact_files_are_clear_errors(tmp_path):
     (tmp_path / "model.json").write_text(json.dumps({"format": "colorgan", "generator": "unet", "config": {}}))
     with pytest.raises(UserError, match="cannot read"):
         load_pretrained(tmp_path)
+
+
+def test_saved_artifact_is_readable_by_others_as_a_plain_file_would_be(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0)
+    os.umask(mask)
+    save_pretrained(build_generator("unet", base_channels=8, num_downs=5), tmp_path, size=32)
+    for name in ("model.safetensors", "model.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~mask

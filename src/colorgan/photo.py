@@ -29,6 +29,7 @@ from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .color import denormalize_ab, normalize_l, rgb_to_lab
 from .errors import UserError
+from .files import publish
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +349,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

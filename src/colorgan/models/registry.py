@@ -21,6 +21,7 @@ from torch import nn
 
 from ..color import AB_SCALE, L_SCALE
 from ..errors import UserError
+from ..files import publish
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,8 @@ def save_pretrained(
     weights, config = directory / WEIGHTS_NAME, directory / CONFIG_NAME
     save_file(state, str(weights) + ".tmp", metadata={"format": "pt"})
     (directory / (CONFIG_NAME + ".tmp")).write_text(json.dumps(meta, indent=2) + "\n")
-    Path(str(weights) + ".tmp").replace(weights)
-    (directory / (CONFIG_NAME + ".tmp")).replace(config)
+    publish(str(weights) + ".tmp", weights)
+    publish(directory / (CONFIG_NAME + ".tmp"), config)
     return weights
 
 
