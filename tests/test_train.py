@@ -194,3 +194,15 @@ def test_two_cpu_processes_train_in_sync(make_photos, tmp_path):
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
     row = _rows(tmp_path / "run")[0]
     assert row["photos"] == "8"  # each process saw its own half of the photos
+
+
+def test_corrupt_init_or_checkpoint_files_are_user_errors(make_photos, tmp_path):
+    data = make_photos(4)
+    save_pretrained(build_generator("resunet"), tmp_path / "init", size=32)
+    (tmp_path / "init" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="cannot read"):
+        run_training(_config(data, tmp_path / "run", init_from=tmp_path / "init", val=None))
+    run_training(_config(data, tmp_path / "ok", epochs=1, val=None))
+    (latest_checkpoint(tmp_path / "ok") / "state.pt").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        run_training(_config(data, tmp_path / "ok", epochs=2, val=None, resume=True))

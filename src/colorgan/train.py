@@ -22,7 +22,7 @@ import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -41,6 +41,7 @@ from .models import (
     load_encoder_weights,
     load_state_dict_checked,
     read_model_json,
+    read_weights,
     save_pretrained,
 )
 
@@ -221,7 +222,7 @@ def _init_generator(generator: nn.Module, cfg: TrainConfig) -> str | None:
                 f"--init-from {cfg.init_from} is a {meta['generator']} {meta.get('config')} model, "
                 f"but this run trains {spec['generator']} {spec['config']}"
             )
-        load_state_dict_checked(generator, load_file(str(weights)), source=str(weights))
+        load_state_dict_checked(generator, read_weights(weights), source=str(weights))
         log.info("generator initialized from %s", weights)
         return meta.get("training", {}).get("encoder_weights")
     if cfg.generator == "resunet" and cfg.encoder_weights:
@@ -355,12 +356,15 @@ def run_training(cfg: TrainConfig) -> TrainResult:
 
     start_epoch, start_step, global_step, history, meters = 0, 0, 0, [], {}
     if resume_from is not None:
-        state = torch.load(resume_from / "state.pt", map_location="cpu", weights_only=True)
-        load_state_dict_checked(gen_plain, load_file(str(resume_from / "generator.safetensors")), source=str(resume_from))
+        try:
+            state = torch.load(resume_from / "state.pt", map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a damaged file raises pickle, zip or OS errors alike
+            raise UserError(f"cannot read checkpoint {resume_from}: {exc}") from None
+        load_state_dict_checked(gen_plain, read_weights(resume_from / "generator.safetensors"), source=str(resume_from))
         if gan:
             if not (resume_from / "discriminator.safetensors").is_file():
                 raise UserError(f"{resume_from} is a checkpoint of a pretrain run; it cannot resume --stage gan")
-            load_state_dict_checked(disc_plain, load_file(str(resume_from / "discriminator.safetensors")), source=str(resume_from))
+            load_state_dict_checked(disc_plain, read_weights(resume_from / "discriminator.safetensors"), source=str(resume_from))
             opt_d.load_state_dict(state["opt_d"])
         opt_g.load_state_dict(state["opt_g"])
         if accelerator.scaler is not None and state.get("scaler"):

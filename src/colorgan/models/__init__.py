@@ -11,6 +11,7 @@ from .registry import (
     load_pretrained,
     load_state_dict_checked,
     read_model_json,
+    read_weights,
     save_pretrained,
 )
 from .resunet import ENCODERS, load_encoder_weights
@@ -27,5 +28,6 @@ __all__ = [
     "load_pretrained",
     "load_state_dict_checked",
     "read_model_json",
+    "read_weights",
     "save_pretrained",
 ]

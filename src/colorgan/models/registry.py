@@ -124,13 +124,17 @@ def load_pretrained(path: str | Path, *, map_location: str | torch.device = "cpu
         generator = build_generator(meta["generator"], **meta.get("config", {}))
     except TypeError as exc:
         raise UserError(f"{weights.with_name(CONFIG_NAME)} has an invalid generator config: {exc}") from None
-    try:
-        state = load_file(str(weights), device=str(map_location))
-    except (SafetensorError, OSError) as exc:
-        raise UserError(f"cannot read {weights}: {exc}") from None
-    load_state_dict_checked(generator, state, source=str(weights))
+    load_state_dict_checked(generator, read_weights(weights, device=map_location), source=str(weights))
     log.debug("loaded %s generator from %s", meta["generator"], weights)
     return generator.eval(), meta
+
+
+def read_weights(path: str | Path, *, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; an unreadable or corrupt file is a :class:`UserError`."""
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
 
 
 def load_state_dict_checked(module: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
