@@ -5,10 +5,12 @@ Adam) on the same photos at 256 px. They differ only in how they are fed, which 
 this measures:
 
 - colorgan: workers decode and resize to uint8 (JPEG draft decoding), the L*a*b*
-  conversion runs once per batch in float32 (kornia), and the nets are channels-last;
+  conversion runs once per batch in float32 (kornia), the nets are channels-last and run
+  under ``colorgan train``'s default precision (``--mixed-precision auto``: bf16 autocast
+  on CPUs that compute bf16 natively, fp32 elsewhere);
 - tutorial: each photo is converted with scikit-image's float64 ``rgb2lab`` inside the
   dataset, as the widely copied pix2pix-colorization tutorials and Zhang et al.'s demo
-  scripts do, fed to nets in PyTorch's default memory layout.
+  scripts do, fed to fp32 nets in PyTorch's default memory layout.
 
 Usage: ``python benchmarks/train_speed.py [--data DIR] [--steps 6] [--batch-size 8]``.
 Prints a Markdown table; paste it into ``benchmarks/RESULTS.md``.
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from PIL import Image
 from skimage.color import rgb2lab
 from torch.utils.data import DataLoader, Dataset
@@ -31,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from colorgan.data import EpochSampler, PhotoDataset, collate, find_images
 from colorgan.losses import GANLoss
 from colorgan.models import PatchGAN, build_generator
-from colorgan.train import Nets, to_model_input, train_step
+from colorgan.train import Nets, resolve_precision, to_model_input, train_step
 
 
 class TutorialDataset(Dataset):
@@ -51,13 +54,21 @@ class TutorialDataset(Dataset):
         return lab[[0]] / 50.0 - 1.0, lab[[1, 2]] / 110.0
 
 
-def _nets(name: str, channels_last: bool) -> Nets:
+def _accelerator(precision: str) -> Accelerator:
+    # accelerate keeps one process-wide state; the two loops need different precisions.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(cpu=True, mixed_precision=precision)
+
+
+def _nets(name: str, channels_last: bool, accelerator: Accelerator) -> Nets:
+    """Generator + PatchGAN + Adam as ``colorgan train`` builds them, prepared by ``accelerator``."""
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     g = build_generator(name).to(memory_format=fmt)
     d = PatchGAN().to(memory_format=fmt)
     adam = dict(lr=2e-4, betas=(0.5, 0.999))
-    return Nets(g, torch.optim.Adam(g.parameters(), **adam), d, torch.optim.Adam(d.parameters(), **adam), GANLoss())
+    g, d, opt_g, opt_d = accelerator.prepare(g, d, torch.optim.Adam(g.parameters(), **adam), torch.optim.Adam(d.parameters(), **adam))
+    return Nets(g, opt_g, d, opt_d, GANLoss())
 
 
 def _time(batches, feed, nets: Nets, steps: int, accelerator: Accelerator) -> float:
@@ -81,22 +92,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--generators", nargs="+", default=["unet", "resunet"])
+    parser.add_argument("--mixed-precision", default="auto", help="colorgan's loop: as `colorgan train --mixed-precision`")
     args = parser.parse_args()
 
     paths = find_images(args.data)[: args.batch_size * (args.steps + 1)]
-    accelerator = Accelerator(cpu=True)
+    precision = resolve_precision(args.mixed_precision, cpu=True)
     loader_args = dict(batch_size=args.batch_size, num_workers=args.workers, drop_last=True)
     ours = DataLoader(PhotoDataset(paths, size=args.size), sampler=EpochSampler(len(paths), seed=0), collate_fn=collate, **loader_args)
     tutorial = DataLoader(TutorialDataset(paths, args.size), shuffle=True, **loader_args)
 
     rows = []
     for name in args.generators:
-        fast = _time(ours, lambda b: to_model_input(b["rgb"]), _nets(name, True), args.steps, accelerator)
-        slow = _time(tutorial, lambda b: b, _nets(name, False), args.steps, accelerator)
+        fast_acc = _accelerator(precision)
+        fast = _time(ours, lambda b: to_model_input(b["rgb"]), _nets(name, True, fast_acc), args.steps, fast_acc)
+        slow_acc = _accelerator("no")
+        slow = _time(tutorial, lambda b: b, _nets(name, False, slow_acc), args.steps, slow_acc)
         rows.append(f"| {name} | {args.size} | {args.batch_size} | {fast:.2f} | {slow:.2f} | {fast / slow:.2f}× |")
 
     print(f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"command: python benchmarks/train_speed.py --data {args.data} --steps {args.steps} --batch-size {args.batch_size}\n")
+    print(f"command: python benchmarks/train_speed.py --data {args.data} --steps {args.steps} --batch-size {args.batch_size}"
+          f" --mixed-precision {args.mixed_precision} (colorgan's loop ran with precision {precision!r})\n")
     print("| generator | px | batch | colorgan photos/s | tutorial photos/s | ratio |")
     print("| --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))

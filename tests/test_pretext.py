@@ -169,6 +169,7 @@ def test_a_colorizer_whose_weights_are_another_architecture_is_rejected(colorize
         ("fraction_1.5", r"--label-fraction must be in \(0, 1\], got 1.5"),
         ("imagenet", "started from ImageNet weights"),
         ("size", "multiple of 32"),
+        ("fp16", "--mixed-precision must be one of auto, no, bf16"),
     ],
 )
 def test_bad_input_is_one_error_line_and_exit_code_2(photos, colorizer, tmp_path, monkeypatch, capsys, case, message):
@@ -185,6 +186,7 @@ def test_bad_input_is_one_error_line_and_exit_code_2(photos, colorizer, tmp_path
         "fraction_1.5": {"--label-fraction": 1.5},
         "imagenet": {"--colorizer": _copy_with_meta(colorizer, tmp_path / "c", lambda m: m["training"].update(encoder_weights="imagenet"))},
         "size": {"--size": 48},
+        "fp16": {"--mixed-precision": "fp16"},
     }[case]
     code = _cli(monkeypatch, *[str(s) for kv in args.items() for s in kv], "--workers", "0", "--out", str(tmp_path / "out"))
     err = capsys.readouterr().err.strip()

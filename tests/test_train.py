@@ -16,7 +16,8 @@ from safetensors.torch import load_file, save_file
 from colorgan.errors import UserError
 from colorgan.losses import LOSS_NAMES
 from colorgan.models import build_generator, load_pretrained, save_pretrained
-from colorgan.train import TrainConfig, latest_checkpoint, run_training
+from colorgan import train
+from colorgan.train import TrainConfig, latest_checkpoint, resolve_precision, run_training
 
 
 def _config(data: Path, out: Path, **kw) -> TrainConfig:
@@ -135,6 +136,7 @@ def test_yaml_config_holds_the_same_keys_and_flags_override_it(tmp_path):
         (dict(size=100), "multiple of 32"),
         (dict(generator="unet", size=128), "multiple of 256"),
         (dict(stage="finetune"), "--stage"),
+        (dict(mixed_precision="fp8"), "--mixed-precision"),
         (dict(resume=True), "no checkpoint"),
         (dict(data=Path("/nonexistent/photos")), "not found"),
     ],
@@ -144,6 +146,13 @@ def test_impossible_settings_are_user_errors(make_photos, tmp_path, change, mess
     cfg = _config(change.pop("data", None) or make_photos(2), tmp_path / "run", **change)
     with pytest.raises(UserError, match=message):
         run_training(cfg)
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_auto_precision_uses_bf16_on_cpus_only_where_the_hardware_computes_it(monkeypatch, native_bf16):
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: native_bf16)
+    assert resolve_precision("auto", cpu=True) == ("bf16" if native_bf16 else "no")
+    assert resolve_precision("no", cpu=True) == "no" and resolve_precision("bf16", cpu=True) == "bf16"
 
 
 def test_folder_of_only_grayscale_photos_is_a_user_error(tmp_path):

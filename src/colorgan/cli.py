@@ -71,7 +71,7 @@ def train(
     init_from: Annotated[Optional[Path], typer.Option(help="Start the generator from this model (e.g. a pretrain run).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Data loader processes.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
-    mixed_precision: Annotated[Optional[str], typer.Option(help="auto, no, fp16 or bf16 (auto: bf16/fp16 on GPUs, no on CPU).")] = None,
+    mixed_precision: Annotated[Optional[str], typer.Option(help="auto, no, fp16 or bf16 (auto: bf16/fp16 on GPUs, bf16 on CPUs with native bf16, else no).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder, e.g. runs/NAME.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's last checkpoint.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
@@ -220,6 +220,7 @@ def pretext(
     batch_size: Annotated[int, typer.Option(help="Photos per step.")] = 32,
     workers: Annotated[int, typer.Option(help="Data loader processes.")] = 2,
     multilabel: Annotated[Optional[list[Path]], typer.Option(help="Multilabel (BCE, mAP): a CSV 'path,label1;label2' or a COCO instances_*.json; once for both folders, or twice (train, then val).")] = None,
+    mixed_precision: Annotated[str, typer.Option(help="auto, no or bf16 (auto: bf16 on GPUs and on CPUs with native bf16).")] = "auto",
     out: Annotated[Path, typer.Option(help="Folder for pretext_<init>.json.")] = Path("runs/pretext"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
 ) -> None:
@@ -232,7 +233,7 @@ def pretext(
     reports = pt.run_pretext(pt.PretextConfig(
         data=data, val=val, colorizer=colorizer, init=init, label_fraction=label_fraction, epochs=epochs,
         freeze_epochs=freeze_epochs, size=size, seeds=seeds, lr=lr, batch_size=batch_size, workers=workers,
-        multilabel=tuple(multilabel or ()), out=out,
+        multilabel=tuple(multilabel or ()), mixed_precision=mixed_precision, out=out,
     ))
     table = Table(title="Classification from colorization features (paper Table 5.1)")
     for column in ("Model initialization", pt.METRIC_TITLES[reports[0]["metric"]], "Per seed (%)"):

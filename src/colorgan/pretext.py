@@ -33,12 +33,14 @@ from .data import EpochSampler, PhotoDataset, collate, find_images
 from .errors import UserError
 from .models import build_generator, load_pretrained, read_model_json
 from .models.registry import init_normal
+from .train import resolve_precision
 
 log = logging.getLogger(__name__)
 
 INITS = ("scratch", "colorization")
 FROZEN_LR = 1e-4
 ROW_NAMES = {"scratch": "Random init, N(0, 0.02)", "colorization": "Colorization weights"}
+PRECISIONS = ("auto", "no", "bf16")  # no fp16: it would need loss scaling
 METRIC_TITLES = {"top1": "Classification accuracy (top-1)", "mAP": "Classification mAP"}
 
 
@@ -59,6 +61,7 @@ class PretextConfig:
     batch_size: int = 32
     workers: int = 2
     multilabel: tuple[Path, ...] = field(default_factory=tuple)
+    mixed_precision: str = "auto"
     out: Path = Path("runs/pretext")
 
     @property
@@ -77,6 +80,7 @@ class PretextConfig:
             (self.lr > 0, "--lr must be positive"),
             (self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}"),
             (self.workers >= 0, "--workers cannot be negative"),
+            (self.mixed_precision in PRECISIONS, f"--mixed-precision must be one of {', '.join(PRECISIONS)}"),
             (len(self.multilabel) <= 2, "--multilabel takes one label file (for both folders) or two (train, then val)"),
         ]
         for ok, message in checks:
@@ -350,14 +354,21 @@ def _l_channel(rgb: torch.Tensor) -> torch.Tensor:
     return rgb_to_model_space(uint8_to_unit(rgb))[0]
 
 
+def _autocast(device: torch.device, choice: str) -> torch.autocast:
+    """bf16 autocast where :func:`~colorgan.train.resolve_precision` picks bf16, else a no-op."""
+    bf16 = resolve_precision(choice, cpu=device.type == "cpu") == "bf16"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader: DataLoader, skipped: dict[str, str]) -> float:
+def evaluate(model: nn.Module, loader: DataLoader, skipped: dict[str, str], *, precision: str = "no") -> float:
     """Score ``model`` on every usable photo of ``loader``."""
     device = next(model.parameters()).device
     model.eval()
     logits, targets = [], []
     for rgb, target in _batches(loader, skipped):
-        logits.append(model(_l_channel(rgb.to(device))).float().cpu())
+        with _autocast(device, precision):
+            logits.append(model(_l_channel(rgb.to(device))).float().cpu())
         targets.append(target)
     if not logits:
         raise UserError("no usable color photos in the validation set")
@@ -393,7 +404,8 @@ def fit(model: EncoderClassifier, train: LabeledPhotos, val: LabeledPhotos, cfg:
         train_loader.sampler.set_position(epoch)
         loss_sum, photos = 0.0, 0
         for rgb, target in _batches(train_loader, skipped_train):
-            loss = criterion(model(_l_channel(rgb.to(device))), target.to(device))
+            with _autocast(device, cfg.mixed_precision):
+                loss = criterion(model(_l_channel(rgb.to(device))).float(), target.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -401,7 +413,7 @@ def fit(model: EncoderClassifier, train: LabeledPhotos, val: LabeledPhotos, cfg:
             photos += len(rgb)
         if not photos:
             raise UserError("no usable color photos in the training set")
-        value = evaluate(model, val_loader, skipped_val)
+        value = evaluate(model, val_loader, skipped_val, precision=cfg.mixed_precision)
         if epoch == 0:
             _warn_skipped(skipped_train, "training", len(train.paths))
             _warn_skipped(skipped_val, "validation", len(val.paths))
