@@ -220,7 +220,7 @@ def pretext(
     batch_size: Annotated[int, typer.Option(help="Photos per step.")] = 32,
     workers: Annotated[int, typer.Option(help="Data loader processes.")] = 2,
     multilabel: Annotated[Optional[list[Path]], typer.Option(help="Multilabel (BCE, mAP): a CSV 'path,label1;label2' or a COCO instances_*.json; once for both folders, or twice (train, then val).")] = None,
-    mixed_precision: Annotated[str, typer.Option(help="auto, no or bf16 (auto: bf16 on GPUs and on CPUs with native bf16).")] = "auto",
+    mixed_precision: Annotated[str, typer.Option(help="auto, no or bf16 (auto: bf16 on GPUs that have it, fp32 on CPUs).")] = "auto",
     out: Annotated[Path, typer.Option(help="Folder for pretext_<init>.json.")] = Path("runs/pretext"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
 ) -> None:
