@@ -2,9 +2,9 @@
 
 The loop runs through accelerate, so the same code trains on the CPU, one GPU, several
 GPUs or several nodes (``accelerate launch``), with mixed precision on GPUs and on CPUs that
-compute bf16 natively. A run folder
-holds everything a run writes (see :func:`run_training`); checkpoints are written
-atomically and a resumed run continues bit-for-bit where the last checkpoint left it.
+compute bf16 natively. A run folder holds everything a run writes (see :func:`run_training`);
+checkpoints are written atomically and a resumed run continues bit-for-bit where the last
+checkpoint left it.
 """
 
 from __future__ import annotations
