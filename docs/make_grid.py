@@ -1,8 +1,13 @@
-"""The comparison grid of docs/RESULTS.md: the same photos through every model, one row each.
+"""The comparison grids of docs/RESULTS.md: the same photos through every model, one row each.
 
-Usage: ``python docs/make_grid.py --data ../shared/data/val --count 8 --model stage1=runs/final_pretrain
---model stage2=runs/final_gan --out docs/grid.jpg``. Columns: gray input | each model | ground truth.
-Photos are spread evenly over the sorted folder (the same ones every time) and shown at 192 px.
+Columns: gray input | each model | ground truth (blank for photos that were gray to begin with).
+Val photos are spread evenly over each top-level folder of ``--data`` (the same ones every
+time); ``--photo`` adds named files, such as scikit-image's sample photos. Tiles are 192 px.
+
+    python docs/make_grid.py --data ../shared/data/val --per-folder 2 \\
+        --model old=old_default/model.safetensors --model new=default --out docs/grid.jpg
+    python docs/make_grid.py --photo coffee.png --photo coins.png \\
+        --model old=old_default/model.safetensors --model new=default --out docs/grid_photos.jpg
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from colorgan.data import find_images
@@ -20,29 +26,48 @@ from colorgan.photo import read_photo
 TILE = 192
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--count", type=int, default=8)
-    parser.add_argument("--model", action="append", default=[], help="NAME=PATH, in column order")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-
-    paths = find_images(args.data)
+def spread(paths: list[Path], count: int) -> list[np.ndarray]:
+    """``count`` color photos spread evenly over ``paths`` (gray ones are passed over)."""
     photos = []
-    for path in paths[:: max(1, len(paths) // (args.count * 2))]:  # oversample: gray photos are dropped
+    for path in paths[:: max(1, len(paths) // (count * 3))]:
         rgb = color_pixels(read_photo(path))
         if rgb is not None:
             photos.append(rgb)
-    photos = photos[:: max(1, len(photos) // args.count)][: args.count]
-    models = [Colorizer.from_pretrained(spec.split("=", 1)[1], backend="onnx") for spec in args.model]
+    return photos[:: max(1, len(photos) // count)][:count]
 
-    grid = Image.new("RGB", ((len(models) + 2) * TILE, len(photos) * TILE), "white")
-    for row, rgb in enumerate(photos):
-        gray = Image.fromarray(gray_input(rgb))
-        tiles = [gray, *(m.colorize(gray) for m in models), Image.fromarray(rgb)]
-        for col, tile in enumerate(tiles):
-            grid.paste(tile.convert("RGB").resize((TILE, TILE), Image.Resampling.LANCZOS), (col * TILE, row * TILE))
+
+def rows_from_folders(data: Path, per_folder: int) -> list[tuple[Image.Image, Image.Image | None]]:
+    rows = []
+    for folder in sorted(p for p in data.iterdir() if p.is_dir()):
+        rows += [(Image.fromarray(gray_input(rgb)), Image.fromarray(rgb)) for rgb in spread(find_images(folder), per_folder)]
+    return rows
+
+
+def row_from_photo(path: Path) -> tuple[Image.Image, Image.Image | None]:
+    rgb = color_pixels(read_photo(path))
+    if rgb is None:  # a gray original: nothing to compare with
+        return Image.open(path).convert("L"), None
+    return Image.fromarray(gray_input(rgb)), Image.fromarray(rgb)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="val folder: rows from each of its top-level folders")
+    parser.add_argument("--per-folder", type=int, default=2)
+    parser.add_argument("--photo", type=Path, action="append", default=[], help="a named photo (repeatable)")
+    parser.add_argument("--model", action="append", default=[], help="NAME=PATH, in column order")
+    parser.add_argument("--size", type=int, help="render size (default: each model's own)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    rows = (rows_from_folders(args.data, args.per_folder) if args.data else []) + [row_from_photo(p) for p in args.photo]
+    models = [Colorizer.from_pretrained(spec.split("=", 1)[1]) for spec in args.model]
+    grid = Image.new("RGB", ((len(models) + 2) * TILE, len(rows) * TILE), "white")
+    for r, (gray, truth) in enumerate(rows):
+        tiles = [gray, *(m.colorize(gray, size=args.size) for m in models), truth]
+        for c, tile in enumerate(tiles):
+            if tile is not None:
+                grid.paste(tile.convert("RGB").resize((TILE, TILE), Image.Resampling.LANCZOS), (c * TILE, r * TILE))
     grid.save(args.out, quality=85, optimize=True)
     print(f"columns: gray | {' | '.join(s.split('=', 1)[0] for s in args.model)} | ground truth -> {args.out}")
 

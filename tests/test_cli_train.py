@@ -32,6 +32,10 @@ def test_train_command_runs_a_config_file_with_flag_overrides(make_photos, tmp_p
         (["--config", "{bad_yaml}"], "cannot read config"),
         (["--config", "{missing}"], "cannot read config"),
         (["--data", "{photos}", "--init-from", "{missing}"], "no model weights"),
+        (["--data", "{photos}", "--balance", "2"], "--balance must be between 0 and 1"),
+        (["--data", "{photos}", "--crop-scale", "0"], "--crop-scale must be in (0, 1]"),
+        (["--data", "{photos}", "--ema", "1.5"], "--ema must be a decay"),
+        (["--data", "{photos}", "--max-minutes", "-1"], "--max-minutes must be positive"),
     ],
 )
 def test_bad_input_is_one_error_line_and_exit_code_2(make_photos, tmp_path, args, message):

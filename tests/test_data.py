@@ -1,10 +1,11 @@
 """Photo discovery, selection, decoding and the deterministic epoch sampler."""
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
-from colorgan.data import EpochSampler, PhotoDataset, collate, find_images, load_rgb
+from colorgan.data import EpochSampler, PhotoDataset, collate, find_images, folder_balance_weights, load_rgb
 from colorgan.errors import UserError
 
 
@@ -78,8 +79,55 @@ def test_sampler_order_and_flips_depend_only_on_seed_and_epoch():
     a.set_position(1)
     b.set_position(1)
     first = list(a)
-    assert first == list(b) and sorted(i for i, _ in first) == list(range(20))
+    assert first == list(b) and sorted(i for i, _, _ in first) == list(range(20))
     b.set_position(2)
     assert list(b) != first
     b.set_position(1, start=7)
     assert list(b) == first[7:] and len(b) == 13
+
+
+def test_folder_balance_weights_even_out_folders_by_the_exponent(tmp_path):
+    paths = [tmp_path / "big" / f"{i}.jpg" for i in range(16)] + [tmp_path / "small" / f"{i}.jpg" for i in range(4)]
+    paths.append(tmp_path / "loose.jpg")
+
+    def masses(exponent):
+        w = folder_balance_weights(paths, tmp_path, exponent)
+        return [float(w[:16].sum()), float(w[16:20].sum()), float(w[20:].sum())]
+
+    assert masses(0.0) == [16.0, 4.0, 1.0]  # the natural mix
+    assert masses(1.0) == pytest.approx([1.0, 1.0, 1.0])  # every folder equally often
+    assert masses(0.5) == pytest.approx([4.0, 2.0, 1.0])  # square-root balancing
+
+
+def test_weighted_sampler_draws_folders_in_proportion_and_reproducibly():
+    weights = torch.tensor([1.0] * 10 + [9.0])  # the last photo holds 9/19 of the mass
+    sampler = EpochSampler(11, seed=0, weights=weights)
+    draws = []
+    for epoch in range(200):
+        sampler.set_position(epoch)
+        draws += [i for i, _, _ in sampler]
+    assert draws.count(10) / len(draws) == pytest.approx(9 / 19, abs=0.03)
+    sampler.set_position(3)
+    again = EpochSampler(11, seed=0, weights=weights)
+    again.set_position(3)
+    assert list(sampler) == list(again)
+
+
+def test_random_crop_takes_the_part_of_the_photo_the_draws_place_it_at(tmp_path):
+    left_red_right_blue = np.zeros((40, 120, 3), np.uint8)
+    left_red_right_blue[:, :60, 0] = 255
+    left_red_right_blue[:, 60:, 2] = 255
+    Image.fromarray(left_red_right_blue).save(tmp_path / "split.png")
+    ds = PhotoDataset([tmp_path / "split.png"], size=16, crop_scale=0.5)
+    left = ds[(0, False, (0.0, 0.0, 0.5))]["rgb"].float()
+    right = ds[(0, False, (0.0, 1.0, 0.5))]["rgb"].float()
+    assert left.shape == right.shape == (3, 16, 16)
+    assert left[0].mean() > 250 and left[2].mean() < 5  # a 20 px square at the left edge: all red
+    assert right[2].mean() > 250 and right[0].mean() < 5
+    whole = PhotoDataset([tmp_path / "split.png"], size=16)[(0, False, (0.0, 0.0, 0.5))]["rgb"].float()
+    assert whole[0].mean() == pytest.approx(whole[2].mean(), abs=20)  # no crop: both halves, squashed
+
+
+def test_crop_scale_outside_zero_to_one_is_rejected():
+    with pytest.raises(UserError, match="crop scale"):
+        PhotoDataset([], size=16, crop_scale=1.5)

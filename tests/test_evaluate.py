@@ -125,7 +125,7 @@ def test_evaluate_command_writes_report_csv_and_grid_and_prints_the_table(make_p
                                  "--per-image", str(per_image), "--save-grid", str(grid), "--batch-size", "4"])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert set(report["metrics"]) == {"psnr", "ssim", "cf_pred", "cf_true", "delta_cf", "auc"}
+    assert set(report["metrics"]) == {"psnr", "ssim", "cf_pred", "cf_true", "delta_cf", "auc", "spurious"}
     assert all(math.isfinite(v) for v in report["metrics"].values())
     assert report["n"] == 6 and report["model"] == str(tiny_model)
     assert report["settings"]["eval_size"] == 256 and report["settings"]["fid"] is False
@@ -135,18 +135,27 @@ def test_evaluate_command_writes_report_csv_and_grid_and_prints_the_table(make_p
     assert [r["path"] for r in rows] == sorted(p.relative_to(data).as_posix() for p in data.rglob("photo_*"))
     assert np.mean([float(r["psnr"]) for r in rows]) == pytest.approx(report["metrics"]["psnr"], rel=1e-5)
     assert Image.open(grid).size == (3 * 256, 4 * 256)  # gray | prediction | truth, four photos
-    assert "| model | n | PSNR ↑ | SSIM ↑ | CF ↑ | ΔCF ↓ | AuC ↑ | FID ↓ |" in result.stdout
+    assert "| model | n | PSNR ↑ | SSIM ↑ | CF ↑ | ΔCF ↓ | AuC ↑ | spurious % ↓ | FID ↓ |" in result.stdout
     assert f"{report['metrics']['auc']:.2f}" in result.stdout
+    # one summary per top-level folder (photos directly in the data folder form ".")
+    folders = report["folders"]
+    assert set(folders) == {".", "sub"} and folders["."]["n"] + folders["sub"]["n"] == 6
+    in_sub = [float(r["psnr"]) for r in rows if r["path"].startswith("sub/")]
+    assert folders["sub"]["psnr"] == pytest.approx(np.mean(in_sub), rel=1e-5)
+    assert f"|   sub/ | {folders['sub']['n']} | {folders['sub']['psnr']:.2f} |" in result.stdout
 
 
 def test_markdown_table_shows_the_report_numbers() -> None:
     report = {
         "model": "m", "n": 7, "metrics": {"psnr": 23.456, "ssim": 0.91234, "cf_pred": 30.1, "cf_true": 35.2, "delta_cf": 5.1,
-                                          "auc": 91.234, "fid": 12.345},
+                                          "auc": 91.234, "spurious": 0.4567, "fid": 12.345},
+        "folders": {"faces": {"n": 3, "psnr": 21.0, "ssim": 0.9, "cf_pred": 30.0, "cf_true": 31.0, "delta_cf": 1.0,
+                              "auc": 88.0, "spurious": 0.25}},
         "settings": {"eval_size": 256}, "skipped": {"unreadable": 1, "grayscale": 2}, "psnr_cap_db": 100.0, "psnr_capped": 0,
     }
     table = markdown_table(report)
-    assert "| m | 7 | 23.46 | 0.9123 | 30.10 | 5.10 | 91.23 | 12.35 |" in table
+    assert "| m | 7 | 23.46 | 0.9123 | 30.10 | 5.10 | 91.23 | 0.457 | 12.35 |" in table
+    assert "|   faces/ | 3 | 21.00 | 0.9000 | 30.00 | 1.00 | 88.00 | 0.250 | – |" in table
     assert "CF of the ground truth: 35.20" in table and "1 unreadable, 2 grayscale" in table
 
 

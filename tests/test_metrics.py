@@ -105,10 +105,34 @@ def test_colorfulness_of_a_two_pixel_image_computed_by_hand() -> None:
 
 
 def test_delta_cf_is_the_difference_of_the_set_means_not_the_mean_difference() -> None:
-    per_image = {"psnr": [20.0, 30.0], "ssim": [0.5, 0.7], "cf_pred": [10.0, 30.0], "cf_true": [30.0, 10.0], "auc": [90.0, 94.0]}
+    per_image = {"psnr": [20.0, 30.0], "ssim": [0.5, 0.7], "cf_pred": [10.0, 30.0], "cf_true": [30.0, 10.0], "auc": [90.0, 94.0],
+                 "spurious": [0.0, 1.0]}
     summary = summarize(per_image)
     assert summary["delta_cf"] == 0.0
     assert summary["psnr"] == 25.0 and summary["cf_pred"] == 20.0 and summary["auc"] == 92.0
+
+
+# --- spurious color ---------------------------------------------------------------------
+
+def _lab_pixels(*labs: tuple[float, float, float]) -> torch.Tensor:
+    """A (1, 3, 1, N) sRGB image whose pixels have the given L*a*b* values."""
+    lab = torch.tensor(labs, dtype=torch.float32).T[None, :, None, :]
+    return lab_to_rgb(lab)
+
+
+def test_spurious_color_counts_only_neutral_truth_painted_clearly_colored() -> None:
+    truth = _lab_pixels((60, 0, 0), (60, 2, -2), (60, 0, 0), (60, 40, 30))
+    # pixel 0: gray -> strongly red (counted); 1: near-gray -> faint tint (C* 10, not counted);
+    # 2: gray -> gray; 3: colored truth painted another color (wrong, but not spurious)
+    pred = _lab_pixels((60, 30, 10), (60, 6, 8), (60, 0, 0), (60, -40, 10))
+    assert metrics.spurious_color(pred, truth).item() == pytest.approx(25.0)
+    assert metrics.spurious_color(truth, truth).item() == 0.0
+
+
+def test_gray_prediction_has_no_spurious_color() -> None:
+    truth = unit(smooth_uint8_batch(4))
+    gray = truth.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+    assert score_batch(gray, truth)["spurious"].tolist() == [0.0] * 3
 
 
 # --- AuC --------------------------------------------------------------------------------
@@ -140,7 +164,7 @@ def test_score_batch_rejects_batches_of_different_shapes() -> None:
 
 def test_summarize_rejects_missing_or_uneven_scores() -> None:
     with pytest.raises(ValueError):
-        summarize({"psnr": [1.0], "ssim": [1.0, 2.0], "cf_pred": [1.0], "cf_true": [1.0], "auc": [1.0]})
+        summarize({"psnr": [1.0], "ssim": [1.0, 2.0], "cf_pred": [1.0], "cf_true": [1.0], "auc": [1.0], "spurious": [0.0]})
 
 
 # --- FID --------------------------------------------------------------------------------

@@ -215,3 +215,45 @@ def test_corrupt_init_or_checkpoint_files_are_user_errors(make_photos, tmp_path)
     (latest_checkpoint(tmp_path / "ok") / "state.pt").write_bytes(b"garbage")
     with pytest.raises(UserError, match="cannot read checkpoint"):
         run_training(_config(data, tmp_path / "ok", epochs=2, val=None, resume=True))
+
+
+def test_ema_run_publishes_the_weight_average_and_resumes_it_exactly(make_photos, tmp_path):
+    data = make_photos(8)
+    straight = run_training(_config(data, tmp_path / "straight", epochs=2, ema=0.5, save_every=0, val=None))
+    run = tmp_path / "run"
+    run_training(_config(data, run, epochs=1, ema=0.5, save_every=0, val=None))
+    resumed = run_training(_config(data, run, epochs=2, ema=0.5, save_every=0, val=None, resume=True))
+    published, _ = load_pretrained(run)
+    checkpoint = latest_checkpoint(run)
+    raw = load_file(str(checkpoint / "generator.safetensors"))
+    average = load_file(str(checkpoint / "ema.safetensors"))
+    assert average["n_averaged"].item() == 4  # one update per step: 2 epochs x 2 batches
+    key = next(k for k, v in published.state_dict().items() if v.is_floating_point() and v.numel() > 100)
+    assert torch.equal(published.state_dict()[key], average[f"module.{key}"])
+    assert not torch.allclose(published.state_dict()[key], raw[key])  # the average, not the last step
+    for a, b in zip(straight.generator.state_dict().values(), resumed.generator.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)
+
+
+def test_time_budget_stops_at_a_step_with_everything_saved_and_resume_goes_on(make_photos, tmp_path):
+    data = make_photos(12)
+    run = tmp_path / "run"
+    run_training(_config(data, run, epochs=3, max_minutes=1e-6, save_every=0, val=None))  # out of time after one step
+    state = torch.load(latest_checkpoint(run) / "state.pt", weights_only=True)
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (0, 1, 1)
+    _, meta = load_pretrained(run)
+    assert meta["training"]["photos_seen"] == 4 and meta["training"]["epochs"] == 0
+    assert not (run / "losses.csv").exists()  # no epoch finished
+    run_training(_config(data, run, epochs=1, save_every=0, val=None, resume=True))
+    assert [r["photos"] for r in _rows(run)] == ["12"]  # the resumed epoch counts the step taken before the stop
+    _, meta = load_pretrained(run)
+    assert meta["training"]["photos_seen"] == 12
+
+
+def test_balanced_crops_train_and_record_their_recipe(make_photos, tmp_path):
+    data = make_photos(6)
+    run = tmp_path / "run"
+    run_training(_config(data, run, epochs=1, balance=0.5, crop_scale=0.6, val=None))
+    saved = (run / "config.yaml").read_text()
+    assert "balance: 0.5" in saved and "crop_scale: 0.6" in saved
+    assert _rows(run)[0]["photos"] == "6"

@@ -2,14 +2,16 @@
 
 A dataset item is a resized uint8 RGB tensor; the conversion to L*a*b* happens on the
 whole batch in the training loop (on the GPU when there is one), not per image here.
-All randomness (order and flips) comes from :class:`EpochSampler`, seeded by
+All randomness (order, flips and crops) comes from :class:`EpochSampler`, seeded by
 ``(seed, epoch)``, so a resumed run sees exactly the batches an uninterrupted one would.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,19 +80,46 @@ def _read_file_list(file_list: Path, root: Path) -> list[Path]:
     return paths
 
 
-def load_rgb(path: Path, size: int) -> np.ndarray:
+def folder_balance_weights(paths: Sequence[Path], root: Path, exponent: float) -> torch.Tensor:
+    """Sampling weights that even out the top-level folders of ``root``.
+
+    A photo in a folder of ``n`` photos gets weight ``n ** -exponent``, so a folder's share of
+    the draws grows as ``n ** (1 - exponent)``: 0 keeps the natural mix, 1 draws every folder
+    equally often, 0.5 (square-root balancing) lifts small folders without repeating their
+    photos dozens of times per epoch. Photos directly in ``root`` form one group.
+    """
+    groups = [_top_folder(p, root) for p in paths]
+    counts = Counter(groups)
+    return torch.tensor([counts[g] ** -exponent for g in groups], dtype=torch.float64)
+
+
+def _top_folder(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).parts if path.is_relative_to(root) else (str(path.parent), "")
+    return parts[0] if len(parts) > 1 else "."
+
+
+def load_rgb(path: Path, size: int, crop: tuple[float, float, float] | None = None) -> np.ndarray:
     """Decode a photo to a ``size x size`` uint8 RGB array; raises ValueError for gray photos.
 
-    JPEGs are decoded at reduced scale when the photo is much larger than ``size``
-    (``draft``), which makes decoding several times cheaper at no visible cost.
+    Without ``crop`` the whole photo is resized to the square (the paper's recipe). With
+    ``crop = (side, x, y)`` a square of ``side`` times the short side is cut first, at the
+    relative position ``(x, y)`` in [0, 1] of the room left, so the network sees objects at
+    several scales and never a squashed aspect ratio. JPEGs are decoded at reduced scale
+    when the photo is much larger than needed (``draft``), several times cheaper.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as img:
             if img.mode in GRAY_MODES:
                 raise ValueError(f"grayscale photo ({img.mode})")
-            img.draft("RGB", (size, size))
-            img = ImageOps.exif_transpose(img).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+            need = size if crop is None else math.ceil(size / crop[0])
+            img.draft("RGB", (need, need))
+            img = ImageOps.exif_transpose(img).convert("RGB")
+            if crop is not None:
+                side = max(1, round(min(img.size) * crop[0]))
+                left, top = round((img.width - side) * crop[1]), round((img.height - side) * crop[2])
+                img = img.crop((left, top, left + side, top + side))
+            img = img.resize((size, size), Image.Resampling.BICUBIC)
     rgb = np.array(img)  # a writable copy: torch.from_numpy needs one
     if is_gray(rgb):
         raise ValueError("grayscale photo (no color to learn)")
@@ -104,24 +133,35 @@ def is_gray(rgb: np.ndarray) -> bool:
 
 
 class PhotoDataset(Dataset):
-    """Square uint8 RGB crops of photos; index with ``(i, flip)`` pairs from :class:`EpochSampler`.
+    """Square uint8 RGB views of photos; index with the keys of :class:`EpochSampler`.
 
+    ``crop_scale`` (in (0, 1]) turns on random square crops whose side is between that
+    fraction and all of the photo's short side; None resizes whole photos.
     A photo that cannot be used is returned as a skip record instead of raising, so one
     bad file never stops a run; :func:`collate` drops it and reports it.
     """
 
-    def __init__(self, paths: Sequence[Path], *, size: int) -> None:
+    def __init__(self, paths: Sequence[Path], *, size: int, crop_scale: float | None = None) -> None:
+        if crop_scale is not None and not 0 < crop_scale <= 1:
+            raise UserError(f"crop scale must be in (0, 1], got {crop_scale}")
         self.paths = list(paths)
         self.size = size
+        self.crop_scale = crop_scale
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, key: int | tuple[int, bool]) -> dict[str, Any]:
-        index, flip = key if isinstance(key, tuple) else (key, False)
+    def __getitem__(self, key: int | tuple) -> dict[str, Any]:
+        """``key`` is an index, or ``(index, flip)``, or ``(index, flip, (u, x, y))`` with
+        three uniform numbers in [0, 1) that place the random crop."""
+        index, flip, draws = (tuple(key) + (False, None))[:3] if isinstance(key, tuple) else (key, False, None)
         path = self.paths[index]
+        crop = None
+        if self.crop_scale is not None and draws is not None:
+            u, x, y = draws
+            crop = (self.crop_scale + (1.0 - self.crop_scale) * u, x, y)
         try:
-            rgb = load_rgb(path, self.size)
+            rgb = load_rgb(path, self.size, crop)
         except ValueError as exc:
             return {"skip": str(path), "reason": str(exc), "gray": str(exc).startswith("grayscale")}
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, SyntaxError) as exc:
@@ -139,16 +179,22 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class EpochSampler(Sampler):
-    """Deterministic per-epoch order and flips: ``(seed, epoch)`` fixes both.
+    """Deterministic per-epoch order, flips and crop draws: ``(seed, epoch)`` fixes all three.
 
+    Yields ``(index, flip, (u, x, y))``. With ``weights`` an epoch is ``n`` draws with
+    replacement in proportion to them (see :func:`folder_balance_weights`), else a permutation.
     ``set_position(epoch, start)`` skips the first ``start`` items, which is how a run
     resumed from a mid-epoch checkpoint continues exactly where it stopped. (It is not
     called ``set_epoch`` on purpose: accelerate calls that with its own epoch counter,
     which restarts at 0 in a resumed run.)
     """
 
-    def __init__(self, n: int, *, seed: int, shuffle: bool = True, flip: bool = True) -> None:
-        self.n, self.seed, self.shuffle, self.flip = n, seed, shuffle, flip
+    def __init__(
+        self, n: int, *, seed: int, shuffle: bool = True, flip: bool = True, weights: torch.Tensor | None = None
+    ) -> None:
+        if weights is not None and len(weights) != n:
+            raise ValueError(f"{len(weights)} sampling weights for {n} photos")
+        self.n, self.seed, self.shuffle, self.flip, self.weights = n, seed, shuffle, flip, weights
         self.epoch, self.start = 0, 0
 
     def set_position(self, epoch: int, start: int = 0) -> None:
@@ -157,9 +203,13 @@ class EpochSampler(Sampler):
     def __len__(self) -> int:
         return self.n - self.start
 
-    def __iter__(self) -> Iterator[tuple[int, bool]]:
+    def __iter__(self) -> Iterator[tuple[int, bool, tuple[float, float, float]]]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, self.n, replacement=True, generator=g)
+        else:
+            order = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
         flips = torch.rand(self.n, generator=g) < 0.5 if self.flip else torch.zeros(self.n, dtype=torch.bool)
+        crops = torch.rand(self.n, 3, generator=g, dtype=torch.float64).tolist()
         for i in range(self.start, self.n):
-            yield int(order[i]), bool(flips[i])
+            yield int(order[i]), bool(flips[i]), tuple(crops[i])

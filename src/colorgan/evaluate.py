@@ -196,7 +196,7 @@ def evaluate(settings: EvalSettings) -> EvalResult:
             f"({skipped.unreadable} unreadable, {skipped.grayscale} grayscale)"
         )
 
-    metrics = summarize({k: [row.scores[k] for row in result.per_image] for k in METRIC_KEYS})
+    metrics = _summary(result.per_image)
     psnr_capped = int(metrics.pop("psnr_capped"))
     if fid is not None:
         metrics["fid"] = fid.compute()
@@ -207,6 +207,7 @@ def evaluate(settings: EvalSettings) -> EvalResult:
         "skipped": asdict(skipped),
         "psnr_cap_db": PSNR_CAP_DB,
         "psnr_capped": psnr_capped,
+        "folders": _folder_summaries(result.per_image),
         "model": predictor.name,
         "settings": {**asdict(settings), "data": str(settings.data), "eval_size": "native" if settings.native else EVAL_SIZE},
         "time": {"started": started.isoformat(timespec="seconds"), "seconds": round(seconds, 2)},
@@ -214,6 +215,22 @@ def evaluate(settings: EvalSettings) -> EvalResult:
     }
     log.info("scored %d photos in %.1f s", len(result.per_image), seconds)
     return result
+
+
+def _summary(rows: Sequence[Scored]) -> dict[str, float]:
+    return summarize({k: [row.scores[k] for row in rows] for k in METRIC_KEYS})
+
+
+def _folder_summaries(rows: Sequence[Scored]) -> dict[str, dict[str, Any]]:
+    """The metrics of each top-level folder of the data (photos directly in it: "."), when
+    there are several: one number per kind of photo shows where a model wins and where it loses."""
+    groups: dict[str, list[Scored]] = {}
+    for row in rows:
+        folder, _, rest = row.path.partition("/")
+        groups.setdefault(folder if rest else ".", []).append(row)
+    if len(groups) < 2:
+        return {}
+    return {name: {"n": len(group), **_summary(group)} for name, group in sorted(groups.items())}
 
 
 def _score_photos(
@@ -242,14 +259,20 @@ def _score_photos(
 def markdown_table(report: dict[str, Any]) -> str:
     """The report as a Markdown table (arrows say which way is better) and a line of notes."""
     m = report["metrics"]
-    fid = f"{m['fid']:.2f}" if "fid" in m else "–"
+
+    def row(name: str, n: int, m: dict[str, float]) -> str:
+        fid = f"{m['fid']:.2f}" if "fid" in m else "–"
+        return (f"| {name} | {n} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['cf_pred']:.2f} | {m['delta_cf']:.2f} "
+                f"| {m['auc']:.2f} | {m['spurious']:.3f} | {fid} |")
+
     lines = [
-        "| model | n | PSNR ↑ | SSIM ↑ | CF ↑ | ΔCF ↓ | AuC ↑ | FID ↓ |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        f"| {report['model']} | {report['n']} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['cf_pred']:.2f} "
-        f"| {m['delta_cf']:.2f} | {m['auc']:.2f} | {fid} |",
+        "| model | n | PSNR ↑ | SSIM ↑ | CF ↑ | ΔCF ↓ | AuC ↑ | spurious % ↓ | FID ↓ |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        row(report["model"], report["n"], m),
+        *(row(f"  {folder}/", f["n"], f) for folder, f in report.get("folders", {}).items()),
         "",
-        f"CF of the ground truth: {m['cf_true']:.2f}. Evaluated at "
+        f"CF of the ground truth: {m['cf_true']:.2f}. Spurious color: share of pixels neutral in the ground truth "
+        f"(C*ab < 5) but clearly colored in the prediction (C*ab > 20). Evaluated at "
         f"{report['settings']['eval_size']} px. Skipped: {report['skipped']['unreadable']} unreadable, "
         f"{report['skipped']['grayscale']} grayscale. PSNR capped at {report['psnr_cap_db']:g} dB "
         f"(identical to the ground truth): {report['psnr_capped']} photos.",

@@ -29,7 +29,9 @@ AUC_MAX_THRESHOLD = 150
 SSIM_SIGMA = 1.5
 SSIM_RADIUS = 5  # int(3.5 * sigma + 0.5): the 11-tap window of Wang et al. (and skimage)
 SSIM_K1, SSIM_K2 = 0.01, 0.03
-METRIC_KEYS = ("psnr", "ssim", "cf_pred", "cf_true", "auc")
+SPURIOUS_NEUTRAL_CHROMA = 5.0  # C*ab below which a ground-truth pixel is near-neutral
+SPURIOUS_COLORED_CHROMA = 20.0  # C*ab above which a predicted pixel is clearly colored
+METRIC_KEYS = ("psnr", "ssim", "cf_pred", "cf_true", "auc", "spurious")
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -97,16 +99,40 @@ def ab_auc(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     ``clamp(151 - ceil(e), 0, 151)`` integer thresholds t >= e, so the mean over
     thresholds is a mean over pixels of that count, with no loop over t.
     """
-    ab_p, ab_t = rgb_to_lab(pred.float())[:, 1:], rgb_to_lab(target.float())[:, 1:]
+    return _auc(_ab(pred), _ab(target))
+
+
+def spurious_color(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image share of pixels, in percent, that are near-neutral in the ground truth
+    (C*ab < 5) but clearly colored in the prediction (C*ab > 20).
+
+    It counts the blotches a colorizer paints on gray things (pavement, paper, coins, a
+    white cup); the gray input scores 0, and so does any prediction that leaves neutral
+    pixels neutral, whatever it does elsewhere.
+    """
+    return _spurious(_ab(pred), _ab(target))
+
+
+def _ab(images: torch.Tensor) -> torch.Tensor:
+    return rgb_to_lab(images.float())[:, 1:]
+
+
+def _auc(ab_p: torch.Tensor, ab_t: torch.Tensor) -> torch.Tensor:
     error = (ab_p - ab_t).square().sum(dim=1).sqrt()
     n_thresholds = AUC_MAX_THRESHOLD + 1
     within = (n_thresholds - torch.ceil(error)).clamp(0, n_thresholds)
     return within.flatten(1).mean(dim=1) * (100.0 / n_thresholds)
 
 
+def _spurious(ab_p: torch.Tensor, ab_t: torch.Tensor) -> torch.Tensor:
+    chroma_p, chroma_t = ab_p.square().sum(dim=1).sqrt(), ab_t.square().sum(dim=1).sqrt()
+    wrong = (chroma_t < SPURIOUS_NEUTRAL_CHROMA) & (chroma_p > SPURIOUS_COLORED_CHROMA)
+    return wrong.flatten(1).float().mean(dim=1) * 100.0
+
+
 @torch.no_grad()
 def score_batch(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """All per-image metrics of a batch: keys ``psnr, ssim, cf_pred, cf_true, auc`` (shape ``(B,)``).
+    """All per-image metrics of a batch: keys ``psnr, ssim, cf_pred, cf_true, auc, spurious`` (shape ``(B,)``).
 
     ``pred`` and ``target`` are sRGB in [0, 1], same shape ``(B, 3, H, W)``; the values
     come back on the CPU so callers can collect them across batches.
@@ -118,8 +144,9 @@ def score_batch(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Ten
         "ssim": ssim(pred, target),
         "cf_pred": colorfulness(pred),
         "cf_true": colorfulness(target),
-        "auc": ab_auc(pred, target),
     }
+    ab_p, ab_t = _ab(pred), _ab(target)  # one Lab conversion for both ab metrics
+    scores |= {"auc": _auc(ab_p, ab_t), "spurious": _spurious(ab_p, ab_t)}
     return {k: v.cpu() for k, v in scores.items()}
 
 

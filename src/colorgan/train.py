@@ -25,11 +25,12 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from safetensors.torch import save_file
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from . import __version__
 from .color import model_space_to_rgb, rgb_to_model_space, uint8_to_unit
-from .data import EpochSampler, PhotoDataset, collate, find_images
+from .data import EpochSampler, PhotoDataset, collate, find_images, folder_balance_weights
 from .errors import UserError
 from .losses import GAN_MODES, LOSS_NAMES, GANLoss, l1_loss
 from .metrics import score_batch, summarize
@@ -74,6 +75,10 @@ class TrainConfig:
     lr: float | None = None
     lambda_l1: float = 100.0
     gan_mode: str = "vanilla"
+    balance: float = 0.0
+    crop_scale: float | None = None
+    ema: float | None = None
+    max_minutes: float | None = None
     init_from: Path | None = None
     workers: int = 2
     seed: int = 0
@@ -128,6 +133,10 @@ class TrainConfig:
             (self.learning_rate > 0, "--lr must be positive"),
             (self.workers >= 0, "--workers cannot be negative"),
             (self.val_limit > 0, "--val-limit must be positive"),
+            (0 <= self.balance <= 1, f"--balance must be between 0 and 1, got {self.balance}"),
+            (self.crop_scale is None or 0 < self.crop_scale <= 1, f"--crop-scale must be in (0, 1], got {self.crop_scale}"),
+            (self.ema is None or 0 < self.ema < 1, f"--ema must be a decay between 0 and 1, got {self.ema}"),
+            (self.max_minutes is None or self.max_minutes > 0, "--max-minutes must be positive"),
         ]
         for ok, message in checks:
             if not ok:
@@ -346,13 +355,15 @@ def run_training(cfg: TrainConfig) -> TrainResult:
 
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.learning_rate, betas=cfg.betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.learning_rate, betas=cfg.betas) if gan else None
-    sampler = EpochSampler(len(paths), seed=cfg.seed)
+    weights = folder_balance_weights(paths, cfg.data, cfg.balance) if cfg.balance else None
+    sampler = EpochSampler(len(paths), seed=cfg.seed, weights=weights)
     loader = DataLoader(
-        PhotoDataset(paths, size=cfg.size),
+        PhotoDataset(paths, size=cfg.size, crop_scale=cfg.crop_scale),
         batch_size=cfg.batch_size,
         sampler=sampler,
         collate_fn=collate,
         num_workers=cfg.workers,
+        persistent_workers=cfg.workers > 0,  # no worker start-up cost at every epoch
         drop_last=len(paths) >= 2 * cfg.batch_size,
         generator=torch.Generator().manual_seed(cfg.seed),  # keeps worker seeding off the global RNG
     )
@@ -363,6 +374,10 @@ def run_training(cfg: TrainConfig) -> TrainResult:
     gen_plain = accelerator.unwrap_model(generator)
     disc_plain = accelerator.unwrap_model(discriminator) if gan else None
     nets = Nets(generator, opt_g, discriminator, opt_d, GANLoss(mode=cfg.gan_mode) if gan else None)
+    # An exponential moving average of the generator's weights (and BatchNorm statistics) is
+    # what gets validated and published when --ema is set: it smooths the GAN's oscillations.
+    ema = AveragedModel(gen_plain, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
+    published = ema.module if ema is not None else gen_plain
 
     start_epoch, start_step, global_step, history, meters = 0, 0, 0, [], {}
     if resume_from is not None:
@@ -376,6 +391,11 @@ def run_training(cfg: TrainConfig) -> TrainResult:
                 raise UserError(f"{resume_from} is a checkpoint of a pretrain run; it cannot resume --stage gan")
             load_state_dict_checked(disc_plain, read_weights(resume_from / "discriminator.safetensors"), source=str(resume_from))
             opt_d.load_state_dict(state["opt_d"])
+        if ema is not None:
+            if (resume_from / "ema.safetensors").is_file():
+                load_state_dict_checked(ema, read_weights(resume_from / "ema.safetensors"), source=str(resume_from))
+            else:
+                log.warning("%s has no weight average; --ema starts averaging from the resumed weights", resume_from.name)
         opt_g.load_state_dict(state["opt_g"])
         if accelerator.scaler is not None and state.get("scaler"):
             accelerator.scaler.load_state_dict(state["scaler"])
@@ -400,11 +420,12 @@ def run_training(cfg: TrainConfig) -> TrainResult:
 
     warned: set[str] = set()
     items_per_step = cfg.batch_size * accelerator.num_processes
+    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else None
 
     def save(epoch: int, step_in_epoch: int) -> None:
         if not main:
             return
-        models = {"generator": gen_plain} | ({"discriminator": disc_plain} if gan else {})
+        models = {"generator": gen_plain} | ({"discriminator": disc_plain} if gan else {}) | ({"ema": ema} if ema else {})
         state = {
             "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
             "history": history, "meters": meters, "rng": _rng_state(), "config": cfg.to_dict(),
@@ -413,6 +434,11 @@ def run_training(cfg: TrainConfig) -> TrainResult:
         }
         _write_checkpoint(run, f"step-{global_step:09d}", models, state)
 
+    def publish(epochs_done: int) -> None:
+        training = _provenance(cfg, epochs_done, encoder_origin) | {"photos_seen": global_step * items_per_step}
+        save_pretrained(published, run, size=cfg.size, training=training)
+
+    stopped = False
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_position(epoch, start=start_step * items_per_step)
         step_in_epoch = start_step
@@ -437,6 +463,8 @@ def run_training(cfg: TrainConfig) -> TrainResult:
                 if n:
                     l, ab = to_model_input(batch["rgb"])
                     losses = train_step(l, ab, nets, lambda_l1=cfg.lambda_l1, accelerator=accelerator)
+                    if ema is not None:
+                        ema.update_parameters(gen_plain)
                     for k, v in losses.items():
                         meters["sums"][k] += v * len(batch["rgb"])
                     meters["photos"] += len(batch["rgb"])
@@ -456,14 +484,24 @@ def run_training(cfg: TrainConfig) -> TrainResult:
                     meters["seconds"] += time.perf_counter() - tic
                     tic = time.perf_counter()
                     save(epoch, step_in_epoch)
+                if deadline is not None and _time_is_up(deadline, accelerator):
+                    stopped = True
+                    break
         meters["seconds"] += time.perf_counter() - tic
+        if stopped:  # the time budget ran out: keep everything so --resume can go on from here
+            save(epoch, step_in_epoch)
+            if main:
+                publish(epoch)
+                log.info("stopped after %g minutes in epoch %d at step %d; --resume continues from here",
+                         cfg.max_minutes, epoch + 1, step_in_epoch)
+            break
         row = _epoch_row(epoch, meters, gan, accelerator)
         if row["photos"] == 0:
             raise UserError(
                 f"no usable color photos in {cfg.data}: {row['gray']} grayscale, {row['unreadable']} unreadable"
             )
         if main and val_photos is not None:
-            val_row, grid = _validate(gen_plain, val_photos, cfg, accelerator.device)
+            val_row, grid = _validate(published, val_photos, cfg, accelerator.device)
             row |= val_row
             _save_grid(grid, run / "samples" / f"epoch_{epoch + 1:04d}.png")
         history.append(row)
@@ -478,13 +516,13 @@ def run_training(cfg: TrainConfig) -> TrainResult:
                 "epoch %d: %d photos, %d skipped (%d grayscale, %d unreadable), %.0f s\n%s",
                 epoch + 1, row["photos"], row["skipped"], row["gray"], row["unreadable"], row["seconds"], _format_table(row),
             )
-            save_pretrained(gen_plain, run, size=cfg.size, training=_provenance(cfg, epoch + 1, encoder_origin))
+            publish(epoch + 1)
         save(epoch + 1, 0)
         accelerator.wait_for_everyone()
     if writer is not None:
         writer.close()
     accelerator.end_training()
-    return TrainResult(gen_plain, disc_plain, history)
+    return TrainResult(published, disc_plain, history)
 
 
 @dataclass
@@ -546,6 +584,15 @@ def train_step(l: torch.Tensor, ab: torch.Tensor, nets: Nets, *, lambda_l1: floa
         "Loss_D_fake": d_fake, "Loss_D_real": d_real, "Loss_D": 0.5 * (d_fake + d_real),
         "Loss_G_GAN": loss_g_gan.item(), "Loss_G_L1": loss_g_l1.item(), "Loss_G": loss_g.item(),
     }
+
+
+def _time_is_up(deadline: float, accelerator: Accelerator) -> bool:
+    """Whether the time budget is spent; every process stops at the same step."""
+    up = time.monotonic() > deadline
+    if accelerator.num_processes == 1:
+        return up
+    votes = accelerator.reduce(torch.tensor([float(up)], device=accelerator.device), reduction="sum")
+    return bool(votes.item() > 0)
 
 
 def _epoch_row(epoch: int, meters: dict[str, Any], gan: bool, accelerator: Accelerator) -> dict[str, Any]:
