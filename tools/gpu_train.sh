@@ -6,6 +6,8 @@
 #   B: A without balance and scale crops (--balance 0 --crop-scale 1)
 #   C: A with a longer L1 stage (LONGPRE minutes)
 # Results: $OUT/{a_pre,a_gan,a_gan_raw,b_gan,c_gan}.tar (fp16 models) and $OUT/logs.tar.
+# With CONTINUE=MODEL it instead trains MODEL's GAN stage on for TOTAL minutes alone on the GPU
+# (results: $OUT/more_gan.tar, and snapshots more_t1..4.tar every SNAPSHOT_SECONDS).
 set -u
 OUT=${OUT:-runs/gpu_out}
 TOTAL=${TOTAL:-7.2}      # training minutes per variant (both stages)
@@ -35,6 +37,19 @@ variant() {  # name, L1 minutes, extra flags...; collects its models as soon as 
     echo "variant $name finished: exit $?"
     collect "$RUNS/$name/gan" "$OUT/${name}_gan.tar"
 }
+if [ -n "${CONTINUE:-}" ]; then  # a second, short sitting: more GAN training of one model, all cores
+    # snapshots of the published (EMA) model along the way, for choosing by the selection rule
+    ( for i in 1 2 3 4; do sleep "${SNAPSHOT_SECONDS:-45}"; collect "$RUNS/more/gan" "$OUT/more_t$i.tar"; done ) &
+    snapshots=$!
+    python3 -m colorgan train --config configs/gpu_gan.yaml --init-from "$CONTINUE" --out "$RUNS/more/gan" \
+        --max-minutes "$TOTAL" --workers 14 > "$RUNS/more.log" 2>&1
+    echo "continued training finished: exit $?"
+    kill "$snapshots" 2>/dev/null
+    collect "$RUNS/more/gan" "$OUT/more_gan.tar"
+    tar -cf "$OUT/logs.tar" -C "$RUNS" --exclude='checkpoint' --exclude='samples' --exclude='*.safetensors' --exclude='tensorboard' .
+    tail -n 4 "$RUNS/more.log"
+    exit 0
+fi
 variant a "$PRE" &
 variant b "$PRE" --balance 0 --crop-scale 1 &
 variant c "$LONGPRE" &

@@ -11,9 +11,11 @@ input itself, the trivial answer every report should be read against.
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,7 +32,7 @@ from .color import rgb_to_lab, uint8_to_unit
 from .data import find_images, is_gray
 from .errors import UserError
 from .infer import Colorizer
-from .metrics import FID, METRIC_KEYS, PSNR_CAP_DB, score_batch, summarize
+from .metrics import FID, METRIC_KEYS, PSNR_CAP_DB, FeatureStats, score_batch, summarize
 from .photo import Photo, PhotoError, luminance, read_photo
 
 log = logging.getLogger(__name__)
@@ -180,7 +182,10 @@ def evaluate(settings: EvalSettings) -> EvalResult:
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     paths = find_images(settings.data, first=settings.limit)
     predictor = _Predictor(settings)
-    fid = FID("cuda" if torch.cuda.is_available() else "cpu") if settings.fid else None
+    fid, reference_file = None, None
+    if settings.fid:
+        reference_file = _fid_reference_file(paths, settings)
+        fid = FID("cuda" if torch.cuda.is_available() else "cpu", reference=FeatureStats.load(reference_file))
     skipped, result = Skipped(), EvalResult(report={})
     next_progress = PROGRESS_EVERY
     for start in range(0, len(paths), settings.batch_size):
@@ -200,6 +205,8 @@ def evaluate(settings: EvalSettings) -> EvalResult:
     psnr_capped = int(metrics.pop("psnr_capped"))
     if fid is not None:
         metrics["fid"] = fid.compute()
+        if not fid.has_reference:
+            fid.true_stats.save(reference_file)
     seconds = time.perf_counter() - t0
     result.report = {
         "metrics": metrics,
@@ -215,6 +222,18 @@ def evaluate(settings: EvalSettings) -> EvalResult:
     }
     log.info("scored %d photos in %.1f s", len(result.per_image), seconds)
     return result
+
+
+def _fid_reference_file(paths: Sequence[Path], settings: EvalSettings) -> Path:
+    """Where the ground truth's Inception statistics of exactly these files (names, sizes and
+    modification times) at this scoring size are cached, so a second model on the same set
+    costs half: ``$XDG_CACHE_HOME/colorgan/fid`` (default ``~/.cache``)."""
+    key = hashlib.sha256(f"{settings.native}|{EVAL_SIZE}".encode())
+    for path in paths:
+        stat = path.stat()
+        key.update(f"|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "colorgan" / "fid"
+    return cache / f"{key.hexdigest()[:24]}.safetensors"
 
 
 def _summary(rows: Sequence[Scored]) -> dict[str, float]:
