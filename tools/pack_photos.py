@@ -8,6 +8,7 @@ which is what lets the whole pool travel to a GPU machine. Example (the pack of 
 GPU run in docs/RESULTS.md):
 
     python tools/pack_photos.py ../shared/data/train pack/train --short 128 --quality 70
+    python tools/pack_photos.py ../shared/data/val pack/val --per-folder 8   # a small validation set
 """
 
 from __future__ import annotations
@@ -51,8 +52,18 @@ def main() -> None:
     parser.add_argument("--max-aspect", type=float, default=1.5, help="crop wider/taller photos to this ratio")
     parser.add_argument("--quality", type=int, default=70, help="encoder quality (default 70)")
     parser.add_argument("--format", choices=("webp", "jpg"), default="webp")
+    parser.add_argument("--per-folder", type=int, help="only the first N photos of each top-level folder")
     args = parser.parse_args()
     paths = find_images(args.src)
+    if args.per_folder:
+        taken: dict[str, int] = {}
+        kept = []
+        for p in paths:
+            top = p.relative_to(args.src).parts[0]
+            taken[top] = taken.get(top, 0) + 1
+            if taken[top] <= args.per_folder:
+                kept.append(p)
+        paths = kept
     jobs = [(p, (args.dst / p.relative_to(args.src)).with_suffix("." + args.format), args.short, args.max_aspect, args.quality)
             for p in paths]
     with ProcessPoolExecutor() as pool:

@@ -457,7 +457,7 @@ def build_page(service: ColorizeService) -> gr.Blocks:
                 ))
                 size = gr.Slider(
                     minimum=step * math.ceil(64 / step), maximum=service.max_render_size, step=step, value=colorizer.size,
-                    label="Render size", info="The resolution the model sees: larger gives finer color edges but takes longer.",
+                    label="Render size", info="The resolution the model sees: its training size is usually best; larger gives finer color edges but can over-saturate.",
                     elem_id="render-size",
                 )
                 button = gr.Button("Colorize", variant="primary", elem_id="colorize")

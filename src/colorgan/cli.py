@@ -131,7 +131,7 @@ def colorize(
     inputs: Annotated[Optional[list[str]], typer.Argument(help="Files, folders (recursive) and globs; none: the bundled sample photo.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (mirrors the inputs' subfolders), or a file name for one input.", show_default="colorized")] = None,
     model: Annotated[Optional[str], typer.Option(help="A model.safetensors (model.json beside it), an exported .onnx, or a bundled model's name.", show_default="the bundled default")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Resolution the model sees (default: its training size; larger gives finer color boundaries).")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Resolution the model sees (default and usually best: its training size; larger sizes give finer color edges but can over-saturate).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Photos per model batch (each held in memory at full size).")] = 1,
     backend: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime on the CPU).")] = "torch",

@@ -151,7 +151,7 @@ class Colorizer:
         """Colorize one photo (a path, a PIL image or a NumPy array); returns RGB (RGBA if it had alpha).
 
         The output has the input's size and L*; ``size`` is the resolution the model sees
-        (default: its training size; larger gives finer color boundaries on big photos).
+        (default, and usually best: its training size; larger sizes give finer color edges but can over-saturate).
 
         Example::
 
