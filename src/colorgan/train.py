@@ -193,6 +193,10 @@ def _write_checkpoint(run: Path, name: str, models: dict[str, nn.Module], state:
     tmp.rename(final)
     (root / "LATEST.tmp").write_text(name + "\n")
     (root / "LATEST.tmp").replace(root / "LATEST")
+    # Half-written folders of killed saves are removed, and only complete checkpoints count
+    # towards KEEP_CHECKPOINTS, so leftovers can never push out a real one.
+    for leftover in root.glob("step-*.tmp"):
+        shutil.rmtree(leftover, ignore_errors=True)
     old = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and p != final)
     for stale in old[: max(0, len(old) - (KEEP_CHECKPOINTS - 1))]:
         shutil.rmtree(stale, ignore_errors=True)

@@ -124,7 +124,11 @@ def load_pretrained(path: str | Path, *, map_location: str | torch.device = "cpu
         generator = build_generator(meta["generator"], **meta.get("config", {}))
     except TypeError as exc:
         raise UserError(f"{weights.with_name(CONFIG_NAME)} has an invalid generator config: {exc}") from None
-    load_state_dict_checked(generator, read_weights(weights, device=map_location), source=str(weights))
+    state = read_weights(weights, device=map_location)
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:  # a diverged training run: it would paint every photo one undefined color
+        raise UserError(f"{weights} holds NaN or infinite weights ({len(broken)} tensors, e.g. {broken[0]})")
+    load_state_dict_checked(generator, state, source=str(weights))
     log.debug("loaded %s generator from %s", meta["generator"], weights)
     return generator.eval(), meta
 
