@@ -10,12 +10,14 @@ latest checkpoint under the same architecture and provenance.
 from __future__ import annotations
 
 import argparse
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
 import torch
 
+from colorgan.errors import UserError
 from colorgan.models import load_pretrained, load_state_dict_checked, read_weights, save_pretrained
 from colorgan.train import latest_checkpoint
 
@@ -40,4 +42,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as exc:  # e.g. the run has not published a model yet
+        sys.exit(f"error: {exc}")
