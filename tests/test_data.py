@@ -124,6 +124,7 @@ def test_random_crop_takes_the_part_of_the_photo_the_draws_place_it_at(tmp_path)
     assert left.shape == right.shape == (3, 16, 16)
     assert left[0].mean() > 250 and left[2].mean() < 5  # a 20 px square at the left edge: all red
     assert right[2].mean() > 250 and right[0].mean() < 5
+    assert ds[(0, True)]["rgb"].shape == ds[0]["rgb"].shape == (3, 16, 16)  # no draws: the whole photo
     whole = PhotoDataset([tmp_path / "split.png"], size=16)[(0, False, (0.0, 0.0, 0.5))]["rgb"].float()
     assert whole[0].mean() == pytest.approx(whole[2].mean(), abs=20)  # no crop: both halves, squashed
 

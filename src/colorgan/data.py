@@ -154,7 +154,8 @@ class PhotoDataset(Dataset):
     def __getitem__(self, key: int | tuple) -> dict[str, Any]:
         """``key`` is an index, or ``(index, flip)``, or ``(index, flip, (u, x, y))`` with
         three uniform numbers in [0, 1) that place the random crop."""
-        index, flip, draws = (tuple(key) + (False, None))[:3] if isinstance(key, tuple) else (key, False, None)
+        key = key if isinstance(key, tuple) else (key,)
+        index, flip, draws = key[0], len(key) > 1 and key[1], key[2] if len(key) > 2 else None
         path = self.paths[index]
         crop = None
         if self.crop_scale is not None and draws is not None:
