@@ -147,8 +147,32 @@ def test_missing_or_corrupt_artifact_files_are_clear_errors(tmp_path):
     (tmp_path / "model.json").write_text("{")
     with pytest.raises(UserError, match="cannot read"):
         load_pretrained(tmp_path)
-    (tmp_path / "model.json").write_text(json.dumps({"format": "colorgan", "generator": "unet", "config": {}}))
-    with pytest.raises(UserError, match="cannot read"):
+    save_pretrained(build_generator("unet", base_channels=8, num_downs=5), tmp_path / "good", size=32)
+    (tmp_path / "model.json").write_text((tmp_path / "good" / "model.json").read_text())  # valid description,
+    with pytest.raises(UserError, match="cannot read"):  # weights still garbage
+        load_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda m: m.pop("size"), "size must be the training resolution"),
+        (lambda m: m.update(size=10**9), "size must be the training resolution"),
+        (lambda m: m.update(size="128"), "size must be the training resolution"),
+        (lambda m: m.update(format_version=2), "format_version 2 is not one this colorgan reads"),
+        (lambda m: m.pop("format_version"), "format_version None"),
+        (lambda m: m["color"].update(output="ab/128"), "color normalization"),
+        (lambda m: m["config"].update(base_channels=10**12), "base_channels=1000000000000 is out of range"),
+        (lambda m: m["config"].update(dropout=float("nan")), "dropout=nan is out of range"),
+        (lambda m: m.update(config=[8, 5]), "config must be a mapping"),
+    ],
+)
+def test_model_json_values_are_checked_before_anything_is_built(tmp_path, change, message):
+    save_pretrained(build_generator("unet", base_channels=8, num_downs=5), tmp_path, size=32)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    change(meta)
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=message):
         load_pretrained(tmp_path)
 
 

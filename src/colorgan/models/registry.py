@@ -29,6 +29,8 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "model.json"
 FORMAT_VERSION = 1
 
+COLOR_SPEC = {"space": "CIELAB D65", "input": f"L/{L_SCALE:g}-1", "output": f"ab/{AB_SCALE:g}", "activation": "tanh"}
+
 GENERATORS: dict[str, type[nn.Module]] = {}
 
 
@@ -88,7 +90,7 @@ def save_pretrained(
         "format_version": FORMAT_VERSION,
         **generator_spec(generator),
         "size": size,
-        "color": {"space": "CIELAB D65", "input": f"L/{L_SCALE:g}-1", "output": f"ab/{AB_SCALE:g}", "activation": "tanh"},
+        "color": COLOR_SPEC,
         "training": training or {},
     }
     weights, config = directory / WEIGHTS_NAME, directory / CONFIG_NAME
@@ -114,7 +116,37 @@ def read_model_json(path: str | Path) -> tuple[Path, dict[str, Any]]:
         raise UserError(f"cannot read {config}: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != "colorgan" or "generator" not in meta:
         raise UserError(f"{config} is not a colorgan model description")
+    problem = _model_json_problem(meta)
+    if problem:
+        raise UserError(f"{config}: {problem}")
     return weights, meta
+
+
+# Bounds that no real colorizer comes near; past them a number is a damaged or hostile file,
+# which must get an error rather than an attempt to allocate terabytes.
+MAX_RENDER_SIZE = 8192
+MAX_CONFIG_NUMBER = 4096
+
+
+def _model_json_problem(meta: dict[str, Any]) -> str | None:
+    """What makes a parsed model.json unusable, or None: the format version, the color
+    normalization the code implements, a sane training size and sane architecture numbers."""
+    version = meta.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        return f"format_version {version!r} is not one this colorgan reads (1 to {FORMAT_VERSION}); upgrade colorgan"
+    if meta.get("color") != COLOR_SPEC:
+        return f"its color normalization {meta.get('color')!r} is not the one colorgan implements ({COLOR_SPEC})"
+    size = meta.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_RENDER_SIZE:
+        return f"size must be the training resolution, a whole number from 1 to {MAX_RENDER_SIZE}, got {size!r}"
+    config = meta.get("config", {})
+    if not isinstance(config, dict):
+        return "config must be a mapping of the generator's keyword arguments"
+    for key, value in config.items():
+        numbers = value if isinstance(value, list) else [value]
+        if any(isinstance(n, int | float) and not isinstance(n, bool) and not 0 <= n <= MAX_CONFIG_NUMBER for n in numbers):
+            return f"config value {key}={value!r} is out of range (numbers from 0 to {MAX_CONFIG_NUMBER})"
+    return None
 
 
 def load_pretrained(path: str | Path, *, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
