@@ -147,6 +147,19 @@ def test_evaluate_command_writes_report_csv_and_grid_and_prints_the_table(make_p
     assert f"|   sub/ | {folders['sub']['n']} | {folders['sub']['psnr']:.2f} |" in result.stdout
 
 
+def test_a_per_image_csv_that_fails_midway_leaves_the_previous_one_whole(tmp_path) -> None:
+    path = tmp_path / "scores.csv"
+    good = evaluate.Scored("a.jpg", {k: 1.0 for k in metrics.METRIC_KEYS})
+    evaluate.write_per_image_csv([good], path)
+    before = path.read_text()
+    broken = evaluate.Scored("b.jpg", {"psnr": 1.0})  # fails after the header and the first row
+    other = evaluate.Scored("c.jpg", {k: 2.0 for k in metrics.METRIC_KEYS})
+    with pytest.raises(KeyError):
+        evaluate.write_per_image_csv([other, broken], path)
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]  # no temporary file left
+
+
 def test_markdown_table_shows_the_report_numbers() -> None:
     report = {
         "model": "m", "n": 7, "metrics": {"psnr": 23.456, "ssim": 0.91234, "cf_pred": 30.1, "cf_true": 35.2, "delta_cf": 5.1,

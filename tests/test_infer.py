@@ -19,7 +19,8 @@ from colorgan import Colorizer, infer
 from colorgan.color import AB_SCALE, rgb_to_lab
 from colorgan.errors import UserError
 from colorgan.models import build_generator, save_pretrained
-from colorgan.photo import PhotoError, atomic_output, lab_to_srgb8, read_photo, save_image
+from colorgan.files import atomic_output
+from colorgan.photo import PhotoError, lab_to_srgb8, read_photo, save_image
 
 
 def gray_gradient(width: int, height: int) -> np.ndarray:

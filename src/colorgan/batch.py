@@ -22,7 +22,8 @@ from rich.text import Text
 
 from .errors import UserError
 from .infer import Colorizer
-from .photo import FORMATS, SUFFIX_FORMATS, PhotoError, atomic_output, read_photo, save_image
+from .files import atomic_output
+from .photo import FORMATS, SUFFIX_FORMATS, PhotoError, read_photo, save_image
 
 SAMPLE = Path(__file__).parent / "assets" / "samples" / "camera.jpg"
 DEFAULT_OUT = Path("colorized")

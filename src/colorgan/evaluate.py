@@ -31,6 +31,7 @@ from . import __version__
 from .color import rgb_to_lab, uint8_to_unit
 from .data import find_images, is_gray
 from .errors import UserError
+from .files import atomic_output
 from .infer import Colorizer, resolve_device
 from .metrics import FID, METRIC_KEYS, PSNR_CAP_DB, FeatureStats, score_batch, summarize
 from .photo import Photo, PhotoError, luminance, read_photo
@@ -300,14 +301,13 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 
 def write_report(report: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_per_image_csv(rows: Sequence[Scored], path: Path) -> None:
     """One row per photo: its path relative to the data folder, then each metric."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    with atomic_output(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", *METRIC_KEYS])
         writer.writerows([row.path, *(f"{row.scores[k]:.6g}" for k in METRIC_KEYS)] for row in rows)
@@ -319,5 +319,5 @@ def save_grid(triples: Sequence[tuple[Image.Image, Image.Image, Image.Image]], p
     for row, triple in enumerate(triples):
         for col, tile in enumerate(triple):
             grid.paste(tile.convert("RGB"), (col * EVAL_SIZE, row * EVAL_SIZE))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(path)
+    with atomic_output(path) as tmp:
+        grid.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .photo import atomic_output
+from .files import atomic_output
 
 log = logging.getLogger(__name__)
 

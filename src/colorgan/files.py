@@ -1,8 +1,16 @@
-"""Publishing a finished temporary file under its final name, with ordinary permissions."""
+"""Writing files so that no reader ever sees half of one: the one atomic writer of colorgan.
+
+Everything colorgan writes for a user (photos, models, reports, CSVs, grids, caches) is
+written to a temporary file beside its target and renamed over it only once complete, with
+the permissions a plain ``open()`` would have given it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -23,3 +31,20 @@ def publish(tmp: str | Path, path: str | Path) -> None:
     """
     os.chmod(tmp, _DEFAULT_MODE)
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it becomes ``path`` only if the block succeeds.
+
+    An interrupted write never leaves a half-written ``path`` behind (at worst a hidden temp).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        publish(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)

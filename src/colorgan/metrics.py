@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from .color import rgb_to_lab
 from .errors import UserError
-from .files import publish
+from .files import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -246,11 +246,9 @@ class FeatureStats:
 
     def save(self, path: Path) -> None:
         """Write the statistics atomically; a cache that cannot be written is only logged."""
-        tmp = path.with_name(path.name + ".tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_file({"n": torch.tensor([self.n]), "sum": self.sum, "outer": self.outer}, str(tmp))
-            publish(tmp, path)
+            with atomic_output(path) as tmp:
+                save_file({"n": torch.tensor([self.n]), "sum": self.sum, "outer": self.outer}, str(tmp))
         except OSError as exc:
             log.warning("could not cache FID reference statistics in %s: %s", path, exc)
 

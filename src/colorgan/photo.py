@@ -14,7 +14,6 @@ import functools
 import io
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,7 @@ from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .color import denormalize_ab, normalize_l, rgb_to_lab
 from .errors import UserError
-from .files import publish
+from .files import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -336,23 +335,6 @@ def lab_to_srgb8(l: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
     rgb.sub_(y).mul_(saturation).add_(y)
     steps = rgb.mul_(65535.0).clamp_(0.0, 65535.0).long()
     return torch.take(_srgb8_table(), steps).permute(1, 2, 0).numpy()
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it becomes ``path`` only if the block succeeds.
-
-    An interrupted write never leaves a half-written ``path`` behind (at worst a hidden temp).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        publish(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def save_image(image: Image.Image, path: Path, *, fmt: str, quality: int | None = None) -> None:
