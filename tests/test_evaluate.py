@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from colorgan import Colorizer, evaluate, metrics
@@ -242,6 +244,11 @@ def test_second_fid_on_the_same_photos_reuses_the_truth_statistics(make_photos, 
     seen.clear()
     second = evaluate.evaluate(EvalSettings(data=data, baseline="gray", fid=True)).report["metrics"]["fid"]
     assert sum(seen) == 4 and second == pytest.approx(first, rel=1e-9)  # only the predictions, same distance
+    for cached in (Path(os.environ["XDG_CACHE_HOME"]) / "colorgan" / "fid").iterdir():
+        save_file({"n": torch.tensor([4])}, str(cached))  # damaged: keys missing
+    seen.clear()
+    again = evaluate.evaluate(EvalSettings(data=data, baseline="gray", fid=True)).report["metrics"]["fid"]
+    assert sum(seen) == 8 and again == pytest.approx(first, rel=1e-9)  # computed anew
     synthetic_photo(99).save(data / "photo_099.jpg")  # another set of photos: no stale statistics
     seen.clear()
     evaluate.evaluate(EvalSettings(data=data, baseline="gray", fid=True))

@@ -88,14 +88,15 @@ def folder_balance_weights(paths: Sequence[Path], root: Path, exponent: float) -
     equally often, 0.5 (square-root balancing) lifts small folders without repeating their
     photos dozens of times per epoch. Photos directly in ``root`` form one group.
     """
-    groups = [_top_folder(p, root) for p in paths]
+    groups = [top_folder(p.relative_to(root)) if p.is_relative_to(root) else str(p.parent) for p in paths]
     counts = Counter(groups)
     return torch.tensor([counts[g] ** -exponent for g in groups], dtype=torch.float64)
 
 
-def _top_folder(path: Path, root: Path) -> str:
-    parts = path.relative_to(root).parts if path.is_relative_to(root) else (str(path.parent), "")
-    return parts[0] if len(parts) > 1 else "."
+def top_folder(relative: Path) -> str:
+    """The top-level folder of a photo's path relative to its data folder ("." if directly in it):
+    the unit that training balances and evaluation reports on."""
+    return relative.parts[0] if len(relative.parts) > 1 else "."
 
 
 def load_rgb(path: Path, size: int, crop: tuple[float, float, float] | None = None) -> np.ndarray:

@@ -29,7 +29,7 @@ from PIL import Image
 
 from . import __version__
 from .color import rgb_to_lab, uint8_to_unit
-from .data import find_images, is_gray
+from .data import find_images, is_gray, top_folder
 from .errors import UserError
 from .files import atomic_output
 from .infer import Colorizer, resolve_device
@@ -246,8 +246,7 @@ def _folder_summaries(rows: Sequence[Scored]) -> dict[str, dict[str, Any]]:
     there are several: one number per kind of photo shows where a model wins and where it loses."""
     groups: dict[str, list[Scored]] = {}
     for row in rows:
-        folder, _, rest = row.path.partition("/")
-        groups.setdefault(folder if rest else ".", []).append(row)
+        groups.setdefault(top_folder(Path(row.path)), []).append(row)
     if len(groups) < 2:
         return {}
     return {name: {"n": len(group), **_summary(group)} for name, group in sorted(groups.items())}

@@ -255,12 +255,12 @@ class FeatureStats:
     @classmethod
     def load(cls, path: Path) -> FeatureStats | None:
         """Statistics saved by :meth:`save`, or None when the file is missing or unreadable."""
+        stats = cls()
         try:
             tensors = load_file(str(path))
-        except (OSError, SafetensorError):
+            stats.n, stats.sum, stats.outer = int(tensors["n"][0]), tensors["sum"], tensors["outer"]
+        except (OSError, SafetensorError, KeyError, IndexError):  # missing or damaged: computed anew
             return None
-        stats = cls()
-        stats.n, stats.sum, stats.outer = int(tensors["n"][0]), tensors["sum"], tensors["outer"]
         return stats
 
 

@@ -124,7 +124,7 @@ def read_model_json(path: str | Path) -> tuple[Path, dict[str, Any]]:
 
 # Bounds that no real colorizer comes near; past them a number is a damaged or hostile file,
 # which must get an error rather than an attempt to allocate terabytes.
-MAX_RENDER_SIZE = 8192
+MAX_TRAINING_SIZE = 8192
 MAX_CONFIG_NUMBER = 4096
 
 
@@ -137,8 +137,8 @@ def _model_json_problem(meta: dict[str, Any]) -> str | None:
     if meta.get("color") != COLOR_SPEC:
         return f"its color normalization {meta.get('color')!r} is not the one colorgan implements ({COLOR_SPEC})"
     size = meta.get("size")
-    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_RENDER_SIZE:
-        return f"size must be the training resolution, a whole number from 1 to {MAX_RENDER_SIZE}, got {size!r}"
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_TRAINING_SIZE:
+        return f"size must be the training resolution, a whole number from 1 to {MAX_TRAINING_SIZE}, got {size!r}"
     config = meta.get("config", {})
     if not isinstance(config, dict):
         return "config must be a mapping of the generator's keyword arguments"
