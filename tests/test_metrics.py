@@ -219,3 +219,28 @@ def test_fid_equals_a_direct_numpy_computation_from_the_same_features(inception:
     expected = np.square(a.mean(0) - b.mean(0)).sum() + np.var(a, 0, ddof=1).sum() + np.var(b, 0, ddof=1).sum() - 2 * trace_sqrt
     assert expected > 1.0  # different sets: a distance that can be wrong
     assert ours == pytest.approx(expected, rel=1e-6)
+
+
+def _skimage_photos(*, gray: bool) -> torch.Tensor:
+    from PIL import Image
+    from skimage import data as skdata
+
+    photos = []
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        image = Image.fromarray(getattr(skdata, name)()).convert("RGB").resize((128, 128), Image.Resampling.BICUBIC)
+        image = image.convert("L").convert("RGB") if gray else image
+        photos.append(torch.from_numpy(np.array(image)).permute(2, 0, 1))
+    return unit(torch.stack(photos))
+
+
+def test_inception_features_recognize_content_and_fid_has_its_reference_value(inception: InceptionFeatures) -> None:
+    """FID = 0 on identical sets would hold for any network; real Inception features also know
+    that a photo and its gray version show the same thing, and give this fixed distance."""
+    color, gray = inception(_skimage_photos(gray=False)), inception(_skimage_photos(gray=True))
+    similarity = torch.nn.functional.cosine_similarity(color[:, None], gray[None], dim=-1)
+    assert torch.equal(similarity.argmax(dim=1), torch.arange(4))  # each photo is nearest its own gray version
+    assert similarity.diagonal().min() > similarity.fill_diagonal_(0).max() + 0.2
+    stats_color, stats_gray = FeatureStats(), FeatureStats()
+    stats_color.update(color)
+    stats_gray.update(gray)
+    assert frechet_distance(*stats_color.mean_cov(), *stats_gray.mean_cov()) == pytest.approx(96.483, rel=1e-3)

@@ -8,9 +8,13 @@ from skimage import data as skdata
 
 from colorgan.errors import UserError
 from colorgan.models import (
+    GENERATORS,
+    Generator,
     PatchGAN,
     build_generator,
-    load_encoder_weights,
+    complete_spec,
+    generator_options,
+    register_generator,
     load_pretrained,
     save_pretrained,
 )
@@ -70,7 +74,7 @@ def test_pretrained_encoder_really_holds_imagenet_weights():
     import timm
 
     g = build_generator("resunet", encoder="efficientnet_lite0")
-    load_encoder_weights(g, "imagenet")
+    g.load_encoder_weights("imagenet")
     classifier = timm.create_model("tf_efficientnet_lite0", pretrained=False, in_chans=1).eval()
     encoder_state = {k.removeprefix("model."): v for k, v in g.encoder.state_dict().items()}
     head = {k: v for k, v in efficientnet_lite0_imagenet().items() if k.split(".")[0] in ("conv_head", "bn2", "classifier")}
@@ -89,9 +93,9 @@ def test_encoder_weights_from_a_file_must_fit_the_encoder(tmp_path):
     torch.save({"conv1.weight": torch.zeros(3, 3)}, bogus)
     g = build_generator("resunet", encoder="resnet18")
     with pytest.raises(UserError, match="does not hold resnet18"):
-        load_encoder_weights(g, str(bogus))
+        g.load_encoder_weights(str(bogus))
     with pytest.raises(UserError, match="not found"):
-        load_encoder_weights(g, str(tmp_path / "missing.pth"))
+        g.load_encoder_weights(str(tmp_path / "missing.pth"))
 
 
 def test_encoder_weights_from_a_torchvision_file_load_with_summed_stem(tmp_path):
@@ -101,7 +105,7 @@ def test_encoder_weights_from_a_torchvision_file_load_with_summed_stem(tmp_path)
     path = tmp_path / "resnet18.pth"
     torch.save(reference.state_dict(), path)
     g = build_generator("resunet", encoder="resnet18")
-    load_encoder_weights(g, str(path))
+    g.load_encoder_weights(str(path))
     assert torch.allclose(g.encoder.conv1.weight, reference.conv1.weight.sum(1, keepdim=True))
     assert torch.equal(g.encoder.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
 
@@ -185,3 +189,89 @@ def test_saved_artifact_is_readable_by_others_as_a_plain_file_would_be(tmp_path)
     save_pretrained(build_generator("unet", base_channels=8, num_downs=5), tmp_path, size=32)
     for name in ("model.safetensors", "model.json"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~mask
+
+
+@pytest.mark.parametrize(("name", "config"), [("unet", {"base_channels": 8, "num_downs": 5}), ("resunet", {"encoder": "resnet18"})])
+def test_generators_declare_their_interface(name, config):
+    g = build_generator(name, **config)
+    assert (g.in_channels, g.out_channels, g.cond_channels) == (1, 2, 0)
+    assert g.size_multiple in (32, 2**5)
+    features = g.encoder(torch.zeros(1, 1, 64, 64))
+    deepest = features[-1] if isinstance(features, list | tuple) else features
+    assert deepest.shape[1] == g.encoder_channels
+
+
+def test_every_constructor_argument_is_captured_in_the_config_and_saved(tmp_path):
+    @register_generator("test_tiny")
+    class Tiny(Generator):
+        def __init__(self, *, width: int = 4, kernel: tuple[int, ...] = (3,), cond_channels: int = 0) -> None:
+            super().__init__(cond_channels=cond_channels)
+            self.conv = torch.nn.Conv2d(self.in_channels, 2, kernel[0], padding=kernel[0] // 2)
+
+        def predict(self, x):
+            return self.conv(x)
+
+    try:
+        g = build_generator("test_tiny", width=7)
+        assert g.config == {"width": 7, "kernel": [3], "cond_channels": 0}  # defaults included, JSON-ready
+        save_pretrained(g, tmp_path, size=8)
+        assert json.loads((tmp_path / "model.json").read_text())["config"] == g.config
+        assert load_pretrained(tmp_path)[0].config == g.config
+    finally:
+        del GENERATORS["test_tiny"]
+
+
+def test_generator_constructors_must_be_keyword_only():
+    with pytest.raises(TypeError, match="keyword-only"):
+        class Positional(Generator):  # noqa: F841
+            def __init__(self, width: int = 4) -> None:
+                super().__init__()
+
+
+def test_model_json_without_newer_arguments_still_loads_with_their_defaults(tmp_path):
+    g = build_generator("unet", base_channels=8, num_downs=5)
+    save_pretrained(g, tmp_path, size=32)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    del meta["config"]["cond_channels"]  # as written before conditioning existed
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    loaded, _ = load_pretrained(tmp_path)
+    assert loaded.cond_channels == 0
+    assert complete_spec("unet", meta["config"]) == {"generator": "unet", "config": g.config}
+
+
+def test_generator_options_keep_only_what_the_constructor_takes():
+    assert generator_options("resunet", {"encoder": "resnet18", "size": 3}) == {"encoder": "resnet18"}
+    assert generator_options("unet", {"encoder": "resnet18"}) == {}
+
+
+@pytest.mark.parametrize(("name", "config"), [("unet", {"base_channels": 8, "num_downs": 5}), ("resunet", {"encoder": "resnet18"})])
+def test_conditioning_channels_are_extra_inputs_and_missing_means_zeros(name, config):
+    torch.manual_seed(0)
+    g = build_generator(name, cond_channels=3, **config).eval()
+    assert g.in_channels == 4
+    l, cond = torch.rand(2, 1, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(g(l), g(l, torch.zeros(2, 3, 32, 32)))
+        assert not torch.equal(g(l), g(l, cond))
+    with pytest.raises(ValueError, match="takes 3 conditioning channels, got 2"):
+        g(l, cond[:, :2])
+
+
+def test_imagenet_encoder_with_conditioning_starts_by_ignoring_it(tmp_path):
+    import torchvision
+
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    g = build_generator("resunet", encoder="resnet18", cond_channels=3)
+    g.load_encoder_weights(str(path))
+    stem = g.encoder.conv1.weight
+    assert stem.shape[1] == 4 and stem[:, 1:].abs().max() == 0  # hint kernels start at zero
+    g.eval()
+    l = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(g(l), g(l, torch.rand(1, 3, 32, 32)))
+
+
+def test_unet_only_maps_l_to_ab():
+    with pytest.raises(ValueError, match="in_channels=1"):
+        build_generator("unet", in_channels=3)

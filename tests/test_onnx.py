@@ -52,22 +52,22 @@ def test_exported_file_describes_itself(resunet: tuple[Path, Path]) -> None:
         runtime.save_pretrained(exported.parent / "copy")
 
 
-def test_cli_export_then_colorize_with_the_onnx_backend(infer_tiny_model: Path, tmp_path: Path) -> None:
+def test_cli_export_then_colorize_with_the_onnx_backend(tiny_model: Path, gray_gradient, tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(app, ["export", "onnx", "--model", str(infer_tiny_model), "--out", str(tmp_path / "tiny.onnx")])
+    result = runner.invoke(app, ["export", "onnx", "--model", str(tiny_model), "--out", str(tmp_path / "tiny.onnx")])
     assert result.exit_code == 0, result.output
-    Image.fromarray(np.tile(np.arange(0, 250, 5, dtype=np.uint8), (30, 1))).save(tmp_path / "in.png")
-    for backend, model in [("onnx", tmp_path / "tiny.onnx"), ("torch", infer_tiny_model)]:
+    Image.fromarray(gray_gradient(50, 30)).save(tmp_path / "in.png")
+    for backend, model in [("onnx", tmp_path / "tiny.onnx"), ("torch", tiny_model)]:
         args = ["colorize", str(tmp_path / "in.png"), "-o", str(tmp_path / f"{backend}.png"), "--backend", backend, "--model", str(model)]
         assert runner.invoke(app, args).exit_code == 0
     onnx_out, torch_out = (np.asarray(Image.open(tmp_path / f"{b}.png")).astype(int) for b in ("onnx", "torch"))
     assert onnx_out.shape == (30, 50, 3) and np.abs(onnx_out - torch_out).max() <= 1
 
 
-def test_a_safetensors_model_runs_on_onnx_without_a_separate_export(infer_tiny_model: Path) -> None:
+def test_a_safetensors_model_runs_on_onnx_without_a_separate_export(tiny_model: Path) -> None:
     l_norm = torch.rand(2, 1, 64, 64) * 2 - 1
-    runtime = Colorizer.from_pretrained(infer_tiny_model, backend="onnx")
-    eager = Colorizer.from_pretrained(infer_tiny_model, device="cpu")
+    runtime = Colorizer.from_pretrained(tiny_model, backend="onnx")
+    eager = Colorizer.from_pretrained(tiny_model, device="cpu")
     assert (runtime.predict_ab(l_norm) - eager.predict_ab(l_norm)).abs().max() <= 1e-3
 
 
@@ -79,6 +79,31 @@ def test_backend_mismatches_are_explained(resunet: tuple[Path, Path], tmp_path: 
         Colorizer.from_pretrained(exported)
     with pytest.raises(UserError, match="--out must name a .onnx file"):
         export_onnx(weights, tmp_path / "model.bin")
+    with pytest.raises(UserError, match="is already an ONNX model"):
+        export_onnx(exported, tmp_path / "again.onnx")
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(UserError, match="cannot load ONNX model"):
         Colorizer.from_pretrained(tmp_path / "junk.onnx", backend="onnx")
+
+
+def test_conditioning_channels_travel_through_the_onnx_export(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    weights = save_pretrained(build_generator("unet", base_channels=8, num_downs=5, cond_channels=3), tmp_path, size=32)
+    exported = export_onnx(weights, tmp_path / "hinted.onnx")
+    assert [i.name for i in onnx.load(str(exported)).graph.input] == ["l", "cond"]
+    eager = Colorizer.from_pretrained(weights, device="cpu")
+    runtime = Colorizer.from_pretrained(exported, backend="onnx")
+    assert eager.cond_channels == runtime.cond_channels == 3
+    l_norm, cond = torch.rand(2, 1, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32)
+    assert (runtime.predict_ab(l_norm, cond) - eager.predict_ab(l_norm, cond)).abs().max() <= 1e-3
+    assert (runtime.predict_ab(l_norm) - eager.predict_ab(l_norm, torch.zeros(2, 3, 32, 32))).abs().max() <= 1e-3
+    with pytest.raises(UserError, match="conditioning must have shape"):
+        runtime.predict_ab(l_norm, cond[:, :1])
+
+
+def test_a_model_without_conditioning_refuses_it(resunet: tuple[Path, Path]) -> None:
+    weights, exported = resunet
+    for colorizer in (Colorizer.from_pretrained(weights, device="cpu"), Colorizer.from_pretrained(exported, backend="onnx")):
+        assert colorizer.cond_channels == 0
+        with pytest.raises(UserError, match="takes no conditioning"):
+            colorizer.predict_ab(torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64))

@@ -21,7 +21,6 @@ from colorgan.pretext import (
     average_precision,
     build_classifier,
     colorizer_encoder_state,
-    encoder_of,
     fit,
     read_image_folders,
     run_pretext,
@@ -140,7 +139,7 @@ def test_unet_encoder_is_the_chained_down_path_and_takes_the_generators_weights(
     meta = {"generator": "unet", "config": {"base_channels": 8, "num_downs": 5}}
     model = build_classifier(meta, 3)
     generator = build_generator("unet", base_channels=8, num_downs=5)
-    model.encoder.load_state_dict(encoder_of(generator)[0].state_dict())  # strict: same keys and shapes
+    model.encoder.load_state_dict(generator.encoder.state_dict())  # strict: same keys and shapes
     assert model.size_multiple == 32
     assert model.eval()(torch.zeros(2, 1, 32, 32)).shape == (2, 3)
 

@@ -1,25 +1,21 @@
 """``colorgan serve``: the plain HTTP API, the Gradio API, limits and behaviour under load.
 
-One real server (``colorgan serve`` in a subprocess, tiny random model, loopback only) is
-shared by the module; the limiter and the capped upload stream are also tested directly.
+One real server (``colorgan serve`` in a subprocess, tiny random model, loopback only, started
+by conftest's ``start_server``) is shared by the module; the limiter and the capped upload
+stream are also tested directly.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -27,91 +23,22 @@ pytest.importorskip("gradio", reason="colorgan serve needs the web extra (gradio
 httpx = pytest.importorskip("httpx", reason="the serve tests talk HTTP with httpx")
 psutil = pytest.importorskip("psutil", reason="the load test reads the server's RSS with psutil")
 
-from colorgan.app import Limiter, RequestError, _capped_receive  # noqa: E402
+from colorgan.serve import Limiter, RequestError  # noqa: E402
+from colorgan.serve.uploads import _capped_receive  # noqa: E402
+
+if TYPE_CHECKING:
+    from conftest import Server  # for annotations only: servers come from the start_server fixture
 
 MAX_UPLOAD_MB = 1
 MAX_MEGAPIXELS = 4
-STARTUP_TIMEOUT_S = 90.0
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen
-    tmpdir: Path  # the server's TMPDIR: its API folder and Gradio's cache live here
-
-    def api_files(self) -> list[Path]:
-        """Files in the API's private folders (colorgan-serve-*)."""
-        return [p for d in self.tmpdir.glob("colorgan-serve-*") for p in d.rglob("*") if p.is_file()]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running_server(root: Path, *extra: str) -> Iterator[Server]:
-    """``colorgan serve`` with a tiny random model on a free loopback port, stopped on exit."""
-    import torch
-
-    from colorgan.models import build_generator, save_pretrained
-
-    torch.manual_seed(0)
-    model = save_pretrained(build_generator("unet", base_channels=8, num_downs=5), root / "m", size=64)
-    tmpdir = root / "tmp"
-    tmpdir.mkdir()
-    port = free_port()
-    env = {**os.environ, "TMPDIR": str(tmpdir), "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-c", "from colorgan.cli import main; main()", "serve", "--model", str(model),
-           "--host", "127.0.0.1", "--port", str(port), "--max-upload-mb", str(MAX_UPLOAD_MB),
-           "--max-megapixels", str(MAX_MEGAPIXELS), "-q", *extra]
-    log = (root / "server.log").open("wb")
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"colorgan serve exited with {process.returncode}:\n{(root / 'server.log').read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"colorgan serve did not answer within {STARTUP_TIMEOUT_S:.0f} s")
-            time.sleep(0.3)
-        yield Server(url=url, process=process, tmpdir=tmpdir)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        log.close()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("serve"), "--concurrency", "2") as running:
+def server(start_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The module's server: two photos at once, and limits small enough to reach in a test."""
+    limits = ("--max-upload-mb", str(MAX_UPLOAD_MB), "--max-megapixels", str(MAX_MEGAPIXELS))
+    with start_server(tmp_path_factory.mktemp("serve"), "--concurrency", "2", *limits) as running:
         yield running
-
-
-def photo(size: tuple[int, int] = (200, 150), seed: int = 0) -> Image.Image:
-    """A small gray photo-like image: a gradient with a disc, different for each seed."""
-    width, height = size
-    y, x = np.mgrid[0:height, 0:width] / max(size)
-    rng = np.random.default_rng(seed)
-    cy, cx, r = rng.uniform(0.2, 0.8, 3) * (1, 1, 0.3)
-    gray = 40 + 150 * x + 60 * y - 80 * ((y - cy) ** 2 + (x - cx) ** 2 < r**2)
-    return Image.fromarray(gray.clip(0, 255).astype(np.uint8), "L")
-
-
-def jpeg_bytes(size: tuple[int, int] = (200, 150), seed: int = 0, mode: str = "L") -> bytes:
-    buf = io.BytesIO()
-    photo(size, seed).convert(mode).save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
 
 
 def post(server: Server, content: bytes, filename: str = "photo.jpg", **fields: str) -> httpx.Response:
@@ -134,7 +61,7 @@ def test_health(server: Server) -> None:
 
 
 @pytest.mark.parametrize(("size", "mode", "fields"), [((200, 150), "L", {}), ((97, 61), "RGB", {"size": "128"})])
-def test_photo_comes_back_as_png_of_the_same_size(server: Server, size, mode, fields) -> None:
+def test_photo_comes_back_as_png_of_the_same_size(server: Server, jpeg_bytes, size, mode, fields) -> None:
     # a path-like file name must not matter: names from the request never touch the disk
     response = post(server, jpeg_bytes(size, mode=mode), filename="../../evil.jpg", **fields)
     assert response.status_code == 200, response.text
@@ -144,7 +71,7 @@ def test_photo_comes_back_as_png_of_the_same_size(server: Server, size, mode, fi
     assert not list(server.tmpdir.rglob("evil*"))
 
 
-def test_corrupt_image_is_400(server: Server) -> None:
+def test_corrupt_image_is_400(server: Server, jpeg_bytes) -> None:
     truncated = jpeg_bytes((400, 300))[:1500]
     assert_error(post(server, truncated), 400, "truncated")
 
@@ -154,10 +81,10 @@ def test_non_image_is_400(server: Server, content: bytes) -> None:
     assert_error(post(server, content, filename="notes.png"), 400, "empty file" if not content else "not an image")
 
 
-def test_missing_field_and_bad_size_are_400(server: Server) -> None:
+def test_missing_field_and_bad_size_are_400(server: Server, jpeg_bytes) -> None:
     response = httpx.post(f"{server.url}/api/colorize", files={"photo": ("a.jpg", jpeg_bytes())}, timeout=30)
     assert_error(response, 400, "named 'image'")
-    assert_error(post(server, jpeg_bytes(), size="100"), 400, "multiple of 32")
+    assert_error(post(server, jpeg_bytes(), size="100"), 400, "the render size must be a positive multiple of 32")  # the library's own words
     assert_error(post(server, jpeg_bytes(), size="big"), 400, "whole number")
 
 
@@ -184,7 +111,7 @@ def test_too_many_megapixels_is_413_before_decoding(server: Server) -> None:
     assert_error(post(server, buf.getvalue(), filename="flat.png"), 413, "megapixels")
 
 
-def test_gradio_api(server: Server, tmp_path: Path) -> None:
+def test_gradio_api(server: Server, jpeg_bytes, tmp_path: Path) -> None:
     gradio_client = pytest.importorskip("gradio_client")
     path = tmp_path / "photo.jpg"
     path.write_bytes(jpeg_bytes((123, 77)))
@@ -194,7 +121,7 @@ def test_gradio_api(server: Server, tmp_path: Path) -> None:
     assert Image.open(png).format == "PNG"
 
 
-def test_load_all_succeed_and_memory_stays_bounded(server: Server) -> None:
+def test_load_all_succeed_and_memory_stays_bounded(server: Server, jpeg_bytes) -> None:
     photos = [jpeg_bytes((320, 240), seed=i) for i in range(20)]
     started = time.perf_counter()
     assert post(server, photos[0]).status_code == 200

@@ -27,16 +27,13 @@ if not CHROMIUM.exists():
                 allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (pip install playwright)")
 
-from test_serve import jpeg_bytes, running_server  # noqa: E402  (one way to start the server)
 
-
-def test_upload_shows_the_colorized_photo_at_its_size(tmp_path: Path) -> None:
+def test_upload_shows_the_colorized_photo_at_its_size(start_server, jpeg_bytes, bad_file, tmp_path: Path) -> None:
     photo = tmp_path / "old photo.jpg"
     photo.write_bytes(jpeg_bytes((300, 200)))
-    not_an_image = tmp_path / "notes.png"
-    not_an_image.write_text("not a photo\n")
+    not_an_image = bad_file("text", tmp_path)
 
-    with running_server(tmp_path) as server, sync_api.sync_playwright() as playwright:
+    with start_server(tmp_path) as server, sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=TIMEOUT_MS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})

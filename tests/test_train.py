@@ -1,7 +1,6 @@
 """Training: both stages, both generators, run-folder artifacts, resume, multi-process, bad input."""
 
 import csv
-import json
 import math
 import os
 import subprocess
@@ -11,13 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from colorgan.errors import UserError
-from colorgan.losses import LOSS_NAMES
-from colorgan.models import build_generator, load_pretrained, save_pretrained
-from colorgan import train
-from colorgan.train import TrainConfig, latest_checkpoint, resolve_precision, run_training
+from colorgan.evaluate import EVAL_SIZE, EvalSettings, evaluate
+from colorgan.losses import LOSS_NAMES, GANLoss
+from colorgan.models import PatchGAN, build_generator, load_pretrained, save_pretrained
+from colorgan.train import Nets, TrainConfig, latest_checkpoint, resolve_precision, run_training, train_step
+from colorgan.training import trainer
+from colorgan.training.checkpoint import Checkpointer
+from colorgan.training.trainer import make_accelerator
 
 
 def _config(data: Path, out: Path, **kw) -> TrainConfig:
@@ -44,8 +46,8 @@ def test_two_epoch_gan_smoke_run_writes_every_artifact(make_photos, tmp_path, ge
         assert float(row["Loss_D"]) == pytest.approx((float(row["Loss_D_fake"]) + float(row["Loss_D_real"])) / 2, abs=1e-4)
         assert float(row["Loss_G"]) == pytest.approx(float(row["Loss_G_GAN"]) + float(row["Loss_G_L1"]), abs=1e-3)
         assert row["photos"] == "8"
-    assert (run / "samples" / "epoch_0002.png").is_file()
-    assert Image.open(run / "samples" / "epoch_0002.png").size[0] > 3 * size  # gray | prediction | truth
+    # gray | prediction | truth, one validation photo per row, as `colorgan evaluate --save-grid` draws them
+    assert Image.open(run / "samples" / "epoch_0002.png").size == (3 * EVAL_SIZE, 2 * EVAL_SIZE)
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert latest_checkpoint(run) is not None
     state = torch.load(latest_checkpoint(run) / "state.pt", weights_only=True)  # no pickle needed to resume
@@ -106,9 +108,21 @@ def test_a_killed_checkpoint_write_leaves_the_last_good_one(make_photos, tmp_pat
     assert latest_checkpoint(run) == good
     run_training(_config(data, run, epochs=2, save_every=0, val=None, resume=True))
     assert latest_checkpoint(run).name == "step-000000004"
-    # the leftover is gone, and it did not count towards the checkpoints kept: both real ones stay
-    kept = sorted(p.name for p in (run / "checkpoint").iterdir() if p.is_dir())
-    assert kept == ["step-000000002", "step-000000004"]
+    assert not (run / "checkpoint" / "step-000000099.tmp").exists()
+
+
+def test_leftovers_of_killed_saves_never_push_out_a_real_checkpoint(tmp_path):
+    checkpointer = Checkpointer(run=tmp_path, keep=2)
+    net = torch.nn.Linear(2, 2)
+    checkpointer.save(2, modules={"generator": net}, state={"global_step": 2})
+    # a save killed before its folder's rename; its step is past every complete checkpoint's
+    stale = tmp_path / "checkpoint" / "step-000000003.tmp"
+    stale.mkdir()
+    (stale / "generator.safetensors").write_bytes(b"half a file")
+    checkpointer.save(4, modules={"generator": net}, state={"global_step": 4})
+    # keep=2 means the two newest complete checkpoints: a pruning that counted step-3.tmp would delete step-2
+    assert sorted(p.name for p in (tmp_path / "checkpoint").iterdir()) == ["LATEST", "step-000000002", "step-000000004"]
+    assert latest_checkpoint(tmp_path).name == "step-000000004"
 
 
 def test_gray_and_corrupt_photos_are_skipped_and_counted(make_photos, tmp_path, caplog):
@@ -153,7 +167,7 @@ def test_impossible_settings_are_user_errors(make_photos, tmp_path, change, mess
 
 @pytest.mark.parametrize("native_bf16", [True, False])
 def test_auto_precision_uses_bf16_on_cpus_only_where_the_hardware_computes_it(monkeypatch, native_bf16):
-    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: native_bf16)
     assert resolve_precision("auto", cpu=True) == ("bf16" if native_bf16 else "no")
     assert resolve_precision("no", cpu=True) == "no" and resolve_precision("bf16", cpu=True) == "bf16"
 
@@ -260,3 +274,33 @@ def test_balanced_crops_train_and_record_their_recipe(make_photos, tmp_path):
     saved = (run / "config.yaml").read_text()
     assert "balance: 0.5" in saved and "crop_scale: 0.6" in saved
     assert _rows(run)[0]["photos"] == "6"
+
+
+def test_validation_scores_the_published_model_exactly_as_colorgan_evaluate_does(make_photos, tmp_path, monkeypatch):
+    # a tiny U-Net keeps the run short; the generator's options come from TrainConfig.generator_kwargs
+    monkeypatch.setattr(TrainConfig, "generator_kwargs", lambda self: {"base_channels": 8, "num_downs": 5})
+    data = make_photos(6, size=(72, 56))
+    Image.new("L", (40, 40), 90).save(data / "a_gray.png")  # first of the --limit 5 files: both skip it
+    run = tmp_path / "run"
+    run_training(_config(data, run, generator="unet", size=32, epochs=2, val_limit=5, ema=0.5, save_every=0))
+    # `colorgan evaluate --data DATA --limit 5 --model RUN/model.safetensors`
+    report = evaluate(EvalSettings(data=data, limit=5, model=str(run / "model.safetensors"))).report
+    assert report["n"] == 4
+    last = _rows(run)[-1]
+    for column, metric in [("val_psnr", "psnr"), ("val_cf", "cf_pred"), ("val_delta_cf", "delta_cf"), ("val_auc", "auc")]:
+        assert last[column] == f"{report['metrics'][metric]:.5f}", column
+
+
+def test_train_step_gives_the_conditioning_to_the_generator_only():
+    accelerator = make_accelerator("auto")
+    generator = build_generator("unet", base_channels=8, num_downs=5, cond_channels=3)
+    discriminator = PatchGAN()
+    seen: dict[str, list] = {"generator": [], "discriminator": []}
+    for name, net in (("generator", generator), ("discriminator", discriminator)):
+        net.register_forward_pre_hook(lambda m, args, name=name: seen[name].append([None if a is None else a.shape[1] for a in args]))
+    nets = Nets(generator, torch.optim.Adam(generator.parameters()), discriminator, torch.optim.Adam(discriminator.parameters()), GANLoss())
+    l, ab, cond = torch.rand(2, 1, 32, 32), torch.rand(2, 2, 32, 32), torch.rand(2, 3, 32, 32)
+    losses = train_step(l, ab, nets, lambda_l1=100.0, accelerator=accelerator, cond=cond)
+    assert seen["generator"] == [[1, 3]]  # L and the hints
+    assert seen["discriminator"] == [[1, 2]] * 3  # (L, ab) pairs: fake, real, and fake again for G's loss
+    assert set(losses) == set(LOSS_NAMES)

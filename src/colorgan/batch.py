@@ -8,27 +8,23 @@ are skipped, so a killed job resumes by running it again. A file that fails gets
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from .errors import UserError
-from .infer import Colorizer
-from .files import atomic_output
-from .photo import FORMATS, SUFFIX_FORMATS, PhotoError, read_photo, save_image
+from .errors import PhotoError, UserError
+from .files import FORMATS, SUFFIX_FORMATS, is_image_file, save_image, write_report
+from .infer import Colorizer, ModelOptions
+from .photo import read_photo
 
 SAMPLE = Path(__file__).parent / "assets" / "samples" / "camera.jpg"
 DEFAULT_OUT = Path("colorized")
-# What a folder or glob contributes: files whose suffix Pillow can open.
-IMAGE_SUFFIXES = frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
 
 Status = Literal["done", "skipped", "failed"]
 
@@ -48,15 +44,12 @@ class Outcome:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ColorizeJob:
+class ColorizeJob(ModelOptions):
     """The options of ``colorgan colorize``; :meth:`run` does the work."""
 
     inputs: Sequence[str]
     out: Path | None = None
-    model: str | None = None
     size: int | None = None
-    device: str = "auto"
-    backend: str = "torch"
     batch_size: int = 1
     fmt: str | None = None
     quality: int | None = None
@@ -100,13 +93,13 @@ class ColorizeJob:
         """Validate, plan, load the model, colorize every task; writes the report if asked."""
         self.validate()
         tasks, fmt = self.plan()
-        colorizer = Colorizer.from_pretrained(self.model, device=self.device, backend=self.backend)
+        colorizer = self.load_colorizer()
         size = colorizer.check_size(self.size)
         outcomes = _Runner(colorizer, console, size=size, fmt=fmt, quality=self.quality, keep_color=self.keep_color).run(
             tasks, overwrite=self.overwrite, batch_size=self.batch_size, progress=progress
         )
         if self.report is not None:
-            write_report(self.report, outcomes)
+            write_report(self.report, {"summary": count(outcomes), "files": [asdict(o) for o in outcomes]})
         return outcomes
 
 
@@ -114,13 +107,6 @@ def count(outcomes: Sequence[Outcome]) -> dict[str, int]:
     """How many outcomes are done, skipped and failed (all three keys, always)."""
     counts = Counter(o.status for o in outcomes)
     return {status: counts[status] for status in ("done", "skipped", "failed")}
-
-
-def write_report(path: Path, outcomes: Sequence[Outcome]) -> None:
-    """Per-file outcomes and their counts as JSON (written atomically)."""
-    report = {"summary": count(outcomes), "files": [asdict(o) for o in outcomes]}
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def _expand(item: str, *, exclude: Path | None) -> list[tuple[Path, Path]]:
@@ -146,13 +132,8 @@ def _expand(item: str, *, exclude: Path | None) -> list[tuple[Path, Path]]:
 
 
 def _is_image_below(file: Path, base: Path, exclude: Path | None) -> bool:
-    """A visible image file below ``base`` and outside ``exclude`` (the output folder)."""
-    return (
-        file.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in file.relative_to(base).parts)
-        and file.is_file()
-        and not (exclude is not None and file.resolve().is_relative_to(exclude))
-    )
+    """An image file below ``base`` by the rule every command shares, and outside ``exclude`` (the output folder)."""
+    return is_image_file(file, base) and not (exclude is not None and file.resolve().is_relative_to(exclude))
 
 
 def _unique(found: Iterator[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
@@ -180,17 +161,17 @@ class _FilesPerSecond(ProgressColumn):
         return Text(f"{task.speed or 0:.2f} files/s")
 
 
+@dataclass
 class _Runner:
     """Colorizes tasks in model batches; every task ends as exactly one :class:`Outcome`."""
 
-    def __init__(self, colorizer: Colorizer, console: Console, *, size: int, fmt: str, quality: int | None, keep_color: bool) -> None:
-        self.colorizer = colorizer
-        self.console = console
-        self.size = size
-        self.fmt = fmt
-        self.quality = quality
-        self.keep_color = keep_color
-        self.outcomes: list[Outcome] = []
+    colorizer: Colorizer
+    console: Console
+    size: int
+    fmt: str
+    quality: int | None
+    keep_color: bool
+    outcomes: list[Outcome] = field(default_factory=list)
 
     def run(self, tasks: Sequence[Task], *, overwrite: bool, batch_size: int, progress: bool) -> list[Outcome]:
         todo = []

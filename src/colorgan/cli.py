@@ -33,6 +33,15 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 
 
+# The options every command that runs a model shares, with one wording.
+ModelOption = Annotated[Optional[str], typer.Option(
+    help="A model.safetensors (model.json beside it), its folder, an exported .onnx, or a bundled model's name.",
+    show_default="the bundled default")]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+BackendOption = Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime on the CPU).")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
+
+
 def _setup_logging(quiet: bool = False) -> None:
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
@@ -78,7 +87,7 @@ def train(
     mixed_precision: Annotated[Optional[str], typer.Option(help="auto, no, fp16 or bf16 (auto: bf16/fp16 on GPUs, bf16 on CPUs with native bf16, else no).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder, e.g. runs/NAME.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's last checkpoint.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Train a colorizer (stage pretrain or gan) on a folder of color photos."""
     flags = {k: v for k, v in locals().items() if k not in ("config", "quiet") and v is not None}
@@ -95,28 +104,29 @@ def train(
 @app.command()
 def evaluate(
     data: Annotated[Path, typer.Option(help="Folder of color photos (searched recursively).")],
-    model: Annotated[Optional[str], typer.Option(help="A model.safetensors (model.json beside it), an exported .onnx, or a bundled model's name.  [default: the bundled default]")] = None,
+    model: ModelOption = None,
     baseline: Annotated[Optional[str], typer.Option(help="Score a trivial answer instead of a model: gray (the gray input itself).")] = None,
     size: Annotated[Optional[int], typer.Option(help="Model input size (default: the model's own).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Score only the first N photos (sorted by path).")] = None,
     native: Annotated[bool, typer.Option("--native", help="Score at each photo's own size instead of 256x256.")] = False,
     fid: Annotated[bool, typer.Option("--fid", help="Also compute FID (needs the eval extra).")] = False,
     batch_size: Annotated[int, typer.Option(help="Photos colorized and scored at once.")] = 16,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    backend: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime on the CPU).")] = "torch",
+    device: DeviceOption = "auto",
+    backend: BackendOption = "torch",
     out: Annotated[Optional[Path], typer.Option(help="Write the JSON report to this file.")] = None,
     per_image: Annotated[Optional[Path], typer.Option("--per-image", help="Write one CSV row of scores per photo.")] = None,
     save_grid: Annotated[Optional[Path], typer.Option("--save-grid", help="Write a PNG: gray | prediction | ground truth for a few photos.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Score a colorizer (or the gray baseline) against a folder of color photos: PSNR, SSIM, CF, ΔCF, AuC, FID."""
     from . import evaluate as ev
+    from .files import write_report
 
     _setup_logging(quiet)
     result = ev.evaluate(ev.EvalSettings(data=data, model=model, baseline=baseline, size=size, limit=limit,
                                          native=native, fid=fid, batch_size=batch_size, device=device, backend=backend))
     if out is not None:
-        ev.write_report(result.report, out)
+        write_report(out, result.report)
     if per_image is not None:
         ev.write_per_image_csv(result.per_image, per_image)
     if save_grid is not None:
@@ -130,11 +140,11 @@ def evaluate(
 def colorize(
     inputs: Annotated[Optional[list[str]], typer.Argument(help="Files, folders (recursive) and globs; none: the bundled sample photo.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (mirrors the inputs' subfolders), or a file name for one input.", show_default="colorized")] = None,
-    model: Annotated[Optional[str], typer.Option(help="A model.safetensors (model.json beside it), an exported .onnx, or a bundled model's name.", show_default="the bundled default")] = None,
+    model: ModelOption = None,
     size: Annotated[Optional[int], typer.Option(help="Resolution the model sees (default and usually best: its training size; larger sizes give finer color edges but can over-saturate).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    device: DeviceOption = "auto",
     batch_size: Annotated[int, typer.Option(help="Photos per model batch (each held in memory at full size).")] = 1,
-    backend: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime on the CPU).")] = "torch",
+    backend: BackendOption = "torch",
     fmt: Annotated[Optional[str], typer.Option("--format", help="png, jpg or webp.", show_default="png, or the -o file's suffix")] = None,
     quality: Annotated[Optional[int], typer.Option(help="JPEG/WebP quality, 1-100.", show_default="95 jpg, 90 webp")] = None,
     keep_color: Annotated[bool, typer.Option("--keep-color", help="Leave photos that are already in color alone (and report them).")] = False,
@@ -168,8 +178,8 @@ app.add_typer(export_app, name="export")
 @export_app.command("onnx")
 def export_onnx(
     out: Annotated[Path, typer.Option(help="The .onnx file to write.")],
-    model: Annotated[Optional[str], typer.Option(help="A model.safetensors or a bundled model's name.", show_default="the bundled default")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    model: ModelOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Export a model to ONNX (dynamic batch and size) for `colorize --backend onnx`."""
     from .export import export_onnx as export
@@ -184,19 +194,19 @@ def export_onnx(
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every network interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 7860,
-    model: Annotated[Optional[str], typer.Option(help="A model.safetensors (model.json beside it), an exported .onnx, or a bundled model's name.  [default: the bundled default]")] = None,
+    model: ModelOption = None,
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest upload accepted, in MB (413 beyond).")] = 25.0,
     max_megapixels: Annotated[float, typer.Option("--max-megapixels", help="Largest photo accepted, in megapixels, read from its header before decoding (413 beyond).")] = 50.0,
     concurrency: Annotated[int, typer.Option(help="Photos colorized at once; more requests wait in the queue.")] = 1,
     max_queue: Annotated[int, typer.Option("--max-queue", help="Requests allowed to wait for a free slot (503 beyond).")] = 32,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    backend: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime on the CPU).")] = "torch",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    device: DeviceOption = "auto",
+    backend: BackendOption = "torch",
+    quiet: QuietOption = False,
 ) -> None:
     """Serve a web page and an HTTP API that colorize photos (needs the web extra)."""
     _setup_logging(quiet)
     try:
-        from .app import ServeSettings, serve as run_server
+        from .serve import ServeSettings, serve as run_server
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in ("gradio", "fastapi", "uvicorn", "multipart", "python_multipart"):
             raise UserError(f"colorgan serve needs the web extra ({exc.name} is missing): pip install 'colorgan[web]'") from None
@@ -226,7 +236,7 @@ def pretext(
     multilabel: Annotated[Optional[list[Path]], typer.Option(help="Multilabel (BCE, mAP): a CSV 'path,label1;label2' or a COCO instances_*.json; once for both folders, or twice (train, then val).")] = None,
     mixed_precision: Annotated[str, typer.Option(help="auto, no or bf16 (auto: bf16 on GPUs that have it, fp32 on CPUs).")] = "auto",
     out: Annotated[Path, typer.Option(help="Folder for pretext_<init>.json.")] = Path("runs/pretext"),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Colorization as self-supervision (paper Table 5.1): classify from the colorizer's encoder vs from scratch."""
     from rich.table import Table

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,18 +17,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset, Sampler
 
-from .errors import UserError
+from .color import is_gray
+from .errors import PhotoError, UserError
+from .files import is_image_file
+from .photo import open_image
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+# Pillow modes of gray files: refused before decoding them.
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
-# Mean per-pixel channel spread (max - min, 0-255) below which an RGB file is a gray photo:
-# JPEG noise on a gray photo stays well under it, any real tint (sepia included) is above.
-GRAY_SPREAD = 2.0
 
 
 def find_images(
@@ -41,6 +40,7 @@ def find_images(
 ) -> list[Path]:
     """Photos under ``root`` (recursive, sorted by path), optionally the first N / last M or a listed subset.
 
+    Photos are what :func:`colorgan.files.is_image_file` accepts, as for ``colorize``.
     ``file_list`` is a text file with one path per line, absolute or relative to ``root``.
     """
     root = Path(root)
@@ -49,7 +49,7 @@ def find_images(
     if file_list is not None:
         paths = _read_file_list(Path(file_list), root)
     else:
-        paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        paths = sorted(p for p in root.rglob("*") if is_image_file(p, root))
     if first is not None and last is not None:
         raise UserError("--first and --last cannot be combined")
     if first is not None:
@@ -57,7 +57,7 @@ def find_images(
     if last is not None:
         paths = paths[-_positive(last, "--last") :]
     if not paths:
-        raise UserError(f"no photos ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in {root}")
+        raise UserError(f"no photos (files Pillow can open) found in {root}")
     return paths
 
 
@@ -100,7 +100,8 @@ def top_folder(relative: Path) -> str:
 
 
 def load_rgb(path: Path, size: int, crop: tuple[float, float, float] | None = None) -> np.ndarray:
-    """Decode a photo to a ``size x size`` uint8 RGB array; raises ValueError for gray photos.
+    """Decode a photo to a ``size x size`` uint8 RGB array; raises ValueError for gray photos and
+    :class:`PhotoError` for unreadable ones (and for photos over Pillow's bomb warning threshold).
 
     Without ``crop`` the whole photo is resized to the square (the paper's recipe). With
     ``crop = (side, x, y)`` a square of ``side`` times the short side is cut first, at the
@@ -108,29 +109,27 @@ def load_rgb(path: Path, size: int, crop: tuple[float, float, float] | None = No
     several scales and never a squashed aspect ratio. JPEGs are decoded at reduced scale
     when the photo is much larger than needed (``draft``), several times cheaper.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as img:
-            if img.mode in GRAY_MODES:
-                raise ValueError(f"grayscale photo ({img.mode})")
-            need = size if crop is None else math.ceil(size / crop[0])
-            img.draft("RGB", (need, need))
-            img = ImageOps.exif_transpose(img).convert("RGB")
-            if crop is not None:
-                side = max(1, round(min(img.size) * crop[0]))
-                left, top = round((img.width - side) * crop[1]), round((img.height - side) * crop[2])
-                img = img.crop((left, top, left + side, top + side))
-            img = img.resize((size, size), Image.Resampling.BICUBIC)
-    rgb = np.array(img)  # a writable copy: torch.from_numpy needs one
+    with open_image(path, bomb_limit="warning") as img:
+        mode = img.mode
+        square = None if mode in GRAY_MODES else _square_rgb(img, size, crop)
+    if square is None:  # raised out here: inside open_image a ValueError reads as a damaged file
+        raise ValueError(f"grayscale photo ({mode})")
+    rgb = np.array(square)  # a writable copy: torch.from_numpy needs one
     if is_gray(rgb):
         raise ValueError("grayscale photo (no color to learn)")
     return rgb
 
 
-def is_gray(rgb: np.ndarray) -> bool:
-    """Whether an (H, W, 3) uint8 RGB photo carries no color (mean channel spread < GRAY_SPREAD)."""
-    spread = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
-    return bool(spread.mean() < GRAY_SPREAD)
+def _square_rgb(img: Image.Image, size: int, crop: tuple[float, float, float] | None) -> Image.Image:
+    """The decoding half of :func:`load_rgb`: upright RGB, cropped as ``crop`` says, resized to ``size``."""
+    need = size if crop is None else math.ceil(size / crop[0])
+    img.draft("RGB", (need, need))
+    img = ImageOps.exif_transpose(img).convert("RGB")
+    if crop is not None:
+        side = max(1, round(min(img.size) * crop[0]))
+        left, top = round((img.width - side) * crop[1]), round((img.height - side) * crop[2])
+        img = img.crop((left, top, left + side, top + side))
+    return img.resize((size, size), Image.Resampling.BICUBIC)
 
 
 class PhotoDataset(Dataset):
@@ -164,10 +163,10 @@ class PhotoDataset(Dataset):
             crop = (self.crop_scale + (1.0 - self.crop_scale) * u, x, y)
         try:
             rgb = load_rgb(path, self.size, crop)
+        except PhotoError as exc:
+            return {"skip": str(path), "reason": exc.reason, "gray": False}
         except ValueError as exc:
             return {"skip": str(path), "reason": str(exc), "gray": str(exc).startswith("grayscale")}
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, SyntaxError) as exc:
-            return {"skip": str(path), "reason": f"cannot decode ({type(exc).__name__}: {exc})", "gray": False}
         tensor = torch.from_numpy(rgb).permute(2, 0, 1)
         return {"rgb": tensor.flip(-1) if flip else tensor.contiguous()}
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import itertools
-import json
 import logging
 import os
 import time
@@ -28,36 +27,34 @@ import torch
 from PIL import Image
 
 from . import __version__
-from .color import rgb_to_lab, uint8_to_unit
-from .data import find_images, is_gray, top_folder
-from .errors import UserError
+from .color import gray_level_luminance, is_gray, luminance, uint8_to_unit
+from .data import find_images, top_folder
+from .errors import PhotoError, UserError
 from .files import atomic_output
-from .infer import Colorizer, resolve_device
+from .infer import Colorizer, ModelOptions, resolve_device
 from .metrics import FID, METRIC_KEYS, PSNR_CAP_DB, FeatureStats, score_batch, summarize
-from .photo import Photo, PhotoError, luminance, read_photo
+from .photo import Photo, read_photo
 
 log = logging.getLogger(__name__)
 
 BASELINES = ("gray",)
 EVAL_SIZE = 256
 GRID_ROWS = 4
+BATCH_SIZE = 16
 PROGRESS_EVERY = 200
 
 
-@dataclass(frozen=True)
-class EvalSettings:
+@dataclass(frozen=True, kw_only=True)
+class EvalSettings(ModelOptions):
     """What to score and how; ``model=None`` means the bundled default model."""
 
     data: Path
-    model: str | None = None
     baseline: str | None = None
     size: int | None = None
     limit: int | None = None
     native: bool = False
     fid: bool = False
-    batch_size: int = 16
-    device: str = "auto"
-    backend: str = "torch"
+    batch_size: int = BATCH_SIZE
 
     def check(self) -> None:
         """Reject contradictory or out-of-range settings before any work is done."""
@@ -86,6 +83,10 @@ class EvalResult:
     per_image: list[Scored] = field(default_factory=list)
     grid: list[tuple[Image.Image, Image.Image, Image.Image]] = field(default_factory=list)
 
+    def summary(self) -> dict[str, float]:
+        """The metrics of the whole set of scored photos (:func:`colorgan.metrics.summarize`)."""
+        return _summary(self.per_image)
+
 
 @dataclass
 class Skipped:
@@ -97,17 +98,17 @@ class Skipped:
 
 def color_pixels(photo: Photo) -> np.ndarray | None:
     """The photo's (H, W, 3) uint8 sRGB, or None when it is gray, by the training data's rule
-    (:func:`colorgan.data.is_gray`).
+    (:func:`colorgan.color.is_gray`).
 
-    Not :meth:`Photo.looks_colored`: that one also refuses photos dominated by one hue
+    Not :func:`colorgan.color.looks_colored`: that one also refuses photos dominated by one hue
     (many landscapes), which are exactly the color photos a colorizer must be scored on.
     """
     rgb, _ = photo.pixels()
-    return None if rgb.ndim == 2 or is_gray(rgb) else rgb
+    return None if is_gray(rgb) else rgb
 
 
 # L* of each 8-bit gray level, through the same conversion the colorizer applies to its input.
-_GRAY_LEVEL_L = rgb_to_lab(torch.linspace(0.0, 1.0, 256).expand(3, 1, 256))[0, 0].contiguous()
+_GRAY_LEVEL_L = torch.from_numpy(gray_level_luminance(256))
 
 
 def gray_input(rgb: np.ndarray) -> np.ndarray:
@@ -141,24 +142,6 @@ def _same_size_runs(preds: Sequence[torch.Tensor], truths: Sequence[torch.Tensor
         yield torch.stack(p), torch.stack(t)
 
 
-class _Predictor:
-    """The model, or the gray baseline, behind one ``predict(gray arrays)`` call."""
-
-    def __init__(self, settings: EvalSettings) -> None:
-        self.size = settings.size
-        if settings.baseline == "gray":
-            self.colorizer = None
-            self.name = "baseline: gray"
-        else:
-            self.colorizer = Colorizer.from_pretrained(settings.model, device=settings.device, backend=settings.backend)
-            self.name = settings.model or "default"
-
-    def predict(self, grays: list[np.ndarray]) -> list[Image.Image]:
-        if self.colorizer is None:
-            return [Image.fromarray(g) for g in grays]
-        return self.colorizer.colorize_batch(grays, size=self.size)
-
-
 def _read_batch(paths: Sequence[Path], skipped: Skipped) -> list[tuple[Path, np.ndarray]]:
     """The color photos among ``paths`` as RGB arrays; unreadable files and gray photos are counted and left out."""
     photos = []
@@ -182,27 +165,16 @@ def evaluate(settings: EvalSettings) -> EvalResult:
     settings.check()
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     paths = find_images(settings.data, first=settings.limit)
-    predictor = _Predictor(settings)
+    colorizer = None
+    if settings.baseline is None:
+        colorizer = settings.load_colorizer()
     fid, reference_file = None, None
     if settings.fid:
         reference_file = _fid_reference_file(paths, settings)
         fid = FID(resolve_device(settings.device), reference=FeatureStats.load(reference_file))
-    skipped, result = Skipped(), EvalResult(report={})
-    next_progress = PROGRESS_EVERY
-    for start in range(0, len(paths), settings.batch_size):
-        photos = _read_batch(paths[start : start + settings.batch_size], skipped)
-        if photos:
-            _score_photos(photos, predictor, fid, settings, result)
-        if len(result.per_image) >= next_progress:
-            log.info("scored %d photos (%d of %d files read)", len(result.per_image), start + len(photos), len(paths))
-            next_progress += PROGRESS_EVERY
-    if not result.per_image:
-        raise UserError(
-            f"no color photos to score in {settings.data} "
-            f"({skipped.unreadable} unreadable, {skipped.grayscale} grayscale)"
-        )
-
-    metrics = _summary(result.per_image)
+    result, skipped = score_colorizer(colorizer, paths, data=settings.data, size=settings.size,
+                                      batch_size=settings.batch_size, native=settings.native, fid=fid)
+    metrics = result.summary()
     psnr_capped = int(metrics.pop("psnr_capped"))
     if fid is not None:
         metrics["fid"] = fid.compute()
@@ -216,7 +188,7 @@ def evaluate(settings: EvalSettings) -> EvalResult:
         "psnr_cap_db": PSNR_CAP_DB,
         "psnr_capped": psnr_capped,
         "folders": _folder_summaries(result.per_image),
-        "model": predictor.name,
+        "model": f"baseline: {settings.baseline}" if colorizer is None else settings.model or "default",
         "settings": {**asdict(settings), "data": str(settings.data), "eval_size": "native" if settings.native else EVAL_SIZE},
         "time": {"started": started.isoformat(timespec="seconds"), "seconds": round(seconds, 2)},
         "colorgan_version": __version__,
@@ -252,16 +224,57 @@ def _folder_summaries(rows: Sequence[Scored]) -> dict[str, dict[str, Any]]:
     return {name: {"n": len(group), **_summary(group)} for name, group in sorted(groups.items())}
 
 
+def score_colorizer(
+    colorizer: Colorizer | None,
+    paths: Sequence[Path],
+    *,
+    data: Path,
+    size: int | None = None,
+    batch_size: int = BATCH_SIZE,
+    native: bool = False,
+    fid: FID | None = None,
+    grid_rows: int = GRID_ROWS,
+) -> tuple[EvalResult, Skipped]:
+    """Colorize and score the color photos among ``paths`` (files under ``data``); see the module docstring.
+
+    The one scoring path of ``colorgan evaluate`` and of validation during training, so their
+    numbers agree. ``colorizer=None`` scores the gray input itself (the baseline); ``size`` is
+    the render size (None: the model's). Returns the per-photo rows and the first ``grid_rows``
+    (gray, prediction, truth) triples, with ``report`` left to the caller, and what was skipped;
+    no color photo at all is a :class:`UserError`.
+    """
+    skipped, result = Skipped(), EvalResult(report={})
+    next_progress = PROGRESS_EVERY
+    for start in range(0, len(paths), batch_size):
+        photos = _read_batch(paths[start : start + batch_size], skipped)
+        if photos:
+            _score_photos(photos, colorizer, result, data=data, size=size, native=native, fid=fid, grid_rows=grid_rows)
+        if len(result.per_image) >= next_progress:
+            log.info("scored %d photos (%d of %d files read)", len(result.per_image), start + len(photos), len(paths))
+            next_progress += PROGRESS_EVERY
+    if not result.per_image:
+        raise UserError(f"no color photos to score in {data} ({skipped.unreadable} unreadable, {skipped.grayscale} grayscale)")
+    return result, skipped
+
+
 def _score_photos(
-    photos: Sequence[tuple[Path, np.ndarray]], predictor: _Predictor, fid: FID | None, settings: EvalSettings, result: EvalResult
+    photos: Sequence[tuple[Path, np.ndarray]],
+    colorizer: Colorizer | None,
+    result: EvalResult,
+    *,
+    data: Path,
+    size: int | None,
+    native: bool,
+    fid: FID | None,
+    grid_rows: int,
 ) -> None:
     """Colorize one batch of photos, score it, and add its rows (and grid triples) to ``result``."""
     grays = [gray_input(rgb) for _, rgb in photos]
-    preds = predictor.predict(grays)
+    preds = [Image.fromarray(g) for g in grays] if colorizer is None else colorizer.colorize_batch(grays, size=size)
     truths = [Image.fromarray(rgb) for _, rgb in photos]
-    for gray, pred, truth in itertools.islice(zip(grays, preds, truths), max(GRID_ROWS - len(result.grid), 0)):
+    for gray, pred, truth in itertools.islice(zip(grays, preds, truths), max(grid_rows - len(result.grid), 0)):
         result.grid.append((_to_eval_size(Image.fromarray(gray)), _to_eval_size(pred), _to_eval_size(truth)))
-    if not settings.native:
+    if not native:
         preds, truths = [_to_eval_size(p) for p in preds], [_to_eval_size(t) for t in truths]
     runs = list(_same_size_runs([_to_tensor(p) for p in preds], [_to_tensor(t) for t in truths]))
     parts = [score_batch(p, t) for p, t in runs]
@@ -270,7 +283,7 @@ def _score_photos(
         for p, t in runs:
             fid.update(p, t)
     for i, (path, _) in enumerate(photos):
-        result.per_image.append(Scored(path.relative_to(settings.data).as_posix(), {k: scores[k][i] for k in METRIC_KEYS}))
+        result.per_image.append(Scored(path.relative_to(data).as_posix(), {k: scores[k][i] for k in METRIC_KEYS}))
 
 
 # --- outputs ----------------------------------------------------------------------------
@@ -297,11 +310,6 @@ def markdown_table(report: dict[str, Any]) -> str:
         f"(identical to the ground truth): {report['psnr_capped']} photos.",
     ]
     return "\n".join(lines)
-
-
-def write_report(report: dict[str, Any], path: Path) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_per_image_csv(rows: Sequence[Scored], path: Path) -> None:

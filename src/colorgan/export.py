@@ -2,7 +2,8 @@
 
 The ``.onnx`` file is self-describing: its metadata holds the model.json content and the
 generator's size multiple, so ``colorgan colorize --backend onnx --model model.onnx``
-needs nothing else. Batch, height and width are dynamic.
+needs nothing else. Batch, height and width are dynamic. The input is ``l`` (normalized L*),
+plus ``cond`` for a generator with conditioning channels; the output is ``ab``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def onnx_bytes(generator: nn.Module, meta: dict[str, Any]) -> bytes:
     import onnx
 
     size = meta["size"]
+    inputs = ["l", "cond"] if generator.cond_channels else ["l"]
+    example = (torch.zeros(1, 1, size, size), torch.zeros(1, generator.cond_channels, size, size))
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # The TorchScript exporter (no onnxscript needed) warns that it is deprecated, and the
@@ -41,13 +44,13 @@ def onnx_bytes(generator: nn.Module, meta: dict[str, Any]) -> bytes:
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             generator.cpu().eval(),
-            (torch.zeros(1, 1, size, size),),
+            example[: len(inputs)],
             buffer,
             dynamo=False,
             opset_version=OPSET,
-            input_names=["l"],
+            input_names=inputs,
             output_names=["ab"],
-            dynamic_axes={"l": _AXES, "ab": _AXES},
+            dynamic_axes={name: _AXES for name in (*inputs, "ab")},
         )
     proto = onnx.load_from_string(buffer.getvalue())
     onnx.helper.set_model_props(proto, {META_KEY: json.dumps(meta), MULTIPLE_KEY: str(generator.size_multiple)})
@@ -56,13 +59,15 @@ def onnx_bytes(generator: nn.Module, meta: dict[str, Any]) -> bytes:
 
 def export_onnx(model: str | Path | None, out: str | Path) -> Path:
     """Export a model (path or bundled name; ``None``: the bundled default) to the ``.onnx`` file ``out``."""
-    from .infer import resolve_model
-    from .models import load_pretrained
+    from .models import load_pretrained, resolve_model
 
     out = Path(out)
     if out.suffix != ".onnx":
         raise UserError(f"--out must name a .onnx file, got {out}")
-    generator, meta = load_pretrained(resolve_model(model))
+    source = resolve_model(model)
+    if source.suffix == ".onnx":
+        raise UserError(f"{source} is already an ONNX model; export takes a model.safetensors or a bundled model")
+    generator, meta = load_pretrained(source)
     data = onnx_bytes(generator, meta)
     with atomic_output(out) as tmp:
         tmp.write_bytes(data)
@@ -89,6 +94,8 @@ class OnnxModel:
             raise UserError(f"{source} was not written by `colorgan export onnx` (no colorgan metadata)")
         self.meta: dict[str, Any] = json.loads(props[META_KEY])
         self.size_multiple = int(props[MULTIPLE_KEY])
+        shapes = {node.name: node.shape for node in self._session.get_inputs()}
+        self.cond_channels = int(shapes["cond"][1]) if "cond" in shapes else 0
 
     @classmethod
     def load(cls, path: str | Path) -> OnnxModel:
@@ -100,6 +107,10 @@ class OnnxModel:
         log.info("exporting the model to ONNX in memory")
         return cls(model=onnx_bytes(generator, meta), source="the exported model")
 
-    def __call__(self, l_norm: torch.Tensor) -> torch.Tensor:
-        (ab,) = self._session.run(["ab"], {"l": l_norm.detach().cpu().float().numpy()})
+    def __call__(self, l_norm: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        feed = {"l": l_norm.detach().cpu().float().numpy()}
+        if self.cond_channels:
+            cond = cond if cond is not None else l_norm.new_zeros(l_norm.shape[0], self.cond_channels, *l_norm.shape[2:])
+            feed["cond"] = cond.detach().cpu().float().numpy()
+        (ab,) = self._session.run(["ab"], feed)
         return torch.from_numpy(ab)

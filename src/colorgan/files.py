@@ -1,17 +1,48 @@
-"""Writing files so that no reader ever sees half of one: the one atomic writer of colorgan.
+"""Files on disk: which ones are images, and writing so that no reader ever sees half of one.
 
-Everything colorgan writes for a user (photos, models, reports, CSVs, grids, caches) is
-written to a temporary file beside its target and renamed over it only once complete, with
-the permissions a plain ``open()`` would have given it.
+Every command picks images from a folder by one rule, :func:`is_image_file`, so ``train``,
+``evaluate`` and ``colorize`` see the same photos. Everything colorgan writes for a user
+(photos, models, reports, CSVs, grids, caches) goes through :func:`atomic_output`: a
+temporary file beside its target, renamed over it only once complete, with the permissions a
+plain ``open()`` would have given it. :func:`save_image` writes colorized photos that way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .errors import PhotoError
+
+log = logging.getLogger(__name__)
+
+# What a folder contributes: files whose suffix Pillow can open.
+IMAGE_SUFFIXES = frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+# Output formats by their CLI name: (Pillow format, file suffix).
+FORMATS = {"png": ("PNG", ".png"), "jpg": ("JPEG", ".jpg"), "webp": ("WEBP", ".webp")}
+SUFFIX_FORMATS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
+DEFAULT_QUALITY = {"jpg": 95, "webp": 90}
+# zlib level 1: on photos about 3x faster than Pillow's default 6 for files ~10 % larger.
+PNG_COMPRESS_LEVEL = 1
+
+
+def is_image_file(path: Path, root: Path) -> bool:
+    """Whether ``path``, found below the folder ``root``, is an image a command should pick up:
+    a file with a suffix Pillow can open, neither hidden itself nor inside a hidden folder
+    below ``root`` (macOS's ``._*.jpg`` resource forks are no images, nor is anything in ``.git``)."""
+    return (
+        path.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+        and path.is_file()
+    )
 
 
 def _umask() -> int:
@@ -48,3 +79,23 @@ def atomic_output(path: Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def save_image(image: Image.Image, path: Path, *, fmt: str, quality: int | None = None) -> None:
+    """Write ``image`` atomically as ``fmt`` (png, jpg or webp); raises :class:`PhotoError` if it cannot."""
+    pil_format, _ = FORMATS[fmt]
+    options: dict[str, int] = {"compress_level": PNG_COMPRESS_LEVEL} if fmt == "png" else {"quality": quality or DEFAULT_QUALITY[fmt]}
+    if fmt == "jpg" and image.mode == "RGBA":
+        log.warning("%s: JPEG has no alpha channel; transparency dropped", path)
+        image = image.convert("RGB")
+    try:
+        with atomic_output(path) as tmp:
+            image.save(tmp, format=pil_format, **options)
+    except OSError as exc:
+        raise PhotoError(str(path), f"cannot write ({exc})") from None
+
+
+def write_report(path: Path, report: Any) -> None:
+    """Write a JSON report atomically, indented, UTF-8 as is (photo names in any script stay readable)."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -2,12 +2,13 @@
 
 The model sees the photo's L* resized to size×size and predicts ab there; the photo keeps
 its own full-resolution L*, so the output has the input's exact geometry and detail (see
-:mod:`colorgan.photo`).
+:mod:`colorgan.render`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,39 +16,17 @@ import torch
 from PIL import Image
 from torch import nn
 
+from . import render
 from .errors import UserError
 from .photo import Photo, read_photo
 
-MODELS_DIR = Path(__file__).parent / "assets" / "models"
-DEFAULT_MODEL = "default"
 BACKENDS = ("torch", "onnx")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
-# Normalized L* (B, 1, S, S) on the CPU -> normalized ab (B, 2, S, S) on the CPU.
-Predictor = Callable[[torch.Tensor], torch.Tensor]
-
-
-def bundled_models() -> list[str]:
-    """Names of the models shipped inside the package."""
-    return sorted(p.parent.name for p in MODELS_DIR.glob("*/model.safetensors"))
-
-
-def resolve_model(name_or_path: str | Path | None) -> Path:
-    """A model file or folder on disk, or a bundled model's folder; ``None`` means the bundled default."""
-    name = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
-    if name_or_path is not None and Path(name).exists():
-        return Path(name)
-    if name in bundled_models():
-        return MODELS_DIR / name
-    if Path(name).suffix or "/" in name or "\\" in name:
-        raise UserError(f"no model file at {name}")
-    if name_or_path is None:
-        raise UserError(
-            "no model given and none is bundled yet: train one with `colorgan train` and pass its "
-            "model.safetensors with --model PATH"
-        )
-    bundled = ", ".join(bundled_models()) or "none"
-    raise UserError(f"no model file or bundled model named {name!r} (bundled: {bundled})")
+# Normalized L* (B, 1, S, S) and, for a model with conditioning channels, those channels
+# (B, cond_channels, S, S) or None ("no conditioning"), on the CPU -> normalized ab (B, 2, S, S)
+# on the CPU. The PyTorch and ONNX Runtime backends both have this shape.
+Predictor = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -62,6 +41,22 @@ def resolve_device(device: str) -> torch.device:
     if not available[kind] or (index and int(index) >= torch.cuda.device_count()):
         raise UserError(f"device {device} is not available on this machine")
     return torch.device(device if index else kind)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelOptions:
+    """Which model runs, where and how: the options shared by every job that colorizes
+    (``colorize``, ``evaluate``, ``serve``), whose settings extend this class.
+
+    ``model`` is a path or a bundled model's name (None: the bundled default).
+    """
+
+    model: str | None = None
+    device: str = "auto"
+    backend: str = "torch"
+
+    def load_colorizer(self) -> Colorizer:
+        return Colorizer.from_pretrained(self.model, device=self.device, backend=self.backend)
 
 
 class Colorizer:
@@ -82,12 +77,14 @@ class Colorizer:
         size: int,
         size_multiple: int,
         meta: dict[str, Any],
+        cond_channels: int = 0,
         generator: nn.Module | None = None,
     ) -> None:
         """Prefer :meth:`from_pretrained`. ``generator`` (when known) is what :meth:`save_pretrained` writes."""
         self._predict = predict
         self.size = size
         self.size_multiple = size_multiple
+        self.cond_channels = cond_channels
         self.meta = meta
         self._generator = generator
 
@@ -105,7 +102,7 @@ class Colorizer:
 
             colorizer = Colorizer.from_pretrained("model.onnx", backend="onnx")
         """
-        from .models import load_pretrained
+        from .models import load_pretrained, resolve_model
 
         if backend not in BACKENDS:
             raise UserError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
@@ -116,21 +113,24 @@ class Colorizer:
             resolve_device(device)  # rejects unknown names
             from .export import OnnxModel
 
+            generator = None
             if path.suffix == ".onnx":
                 model = OnnxModel.load(path)
-                return cls(predict=model, size=model.meta["size"], size_multiple=model.size_multiple, meta=model.meta)
-            generator, meta = load_pretrained(path)
-            model = OnnxModel.from_generator(generator, meta)
-            return cls(predict=model, size=meta["size"], size_multiple=model.size_multiple, meta=meta, generator=generator)
+            else:
+                generator, meta = load_pretrained(path)
+                model = OnnxModel.from_generator(generator, meta)
+            return cls(predict=model, size=model.meta["size"], size_multiple=model.size_multiple, meta=model.meta,
+                       cond_channels=model.cond_channels, generator=generator)
         if path.suffix == ".onnx":
             raise UserError(f"{path} is an ONNX model: run it with --backend onnx")
         torch_device = resolve_device(device)
         generator, meta = load_pretrained(path, map_location=torch_device)
         return cls(
-            predict=_torch_predictor(generator, torch_device),
+            predict=torch_predictor(generator, torch_device),
             size=meta["size"],
             size_multiple=generator.size_multiple,
             meta=meta,
+            cond_channels=generator.cond_channels,
             generator=generator,
         )
 
@@ -140,14 +140,24 @@ class Colorizer:
             return self.size
         if size <= 0 or size % self.size_multiple:
             raise UserError(
-                f"--size must be a positive multiple of {self.size_multiple} for this "
+                f"the render size must be a positive multiple of {self.size_multiple} for this "
                 f"{self.meta['generator']} model, got {size}"
             )
         return size
 
-    def predict_ab(self, l_norm: torch.Tensor) -> torch.Tensor:
-        """The raw model: normalized L* (B, 1, S, S) -> normalized ab (B, 2, S, S), both on the CPU."""
-        return self._predict(l_norm)
+    def predict_ab(self, l_norm: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """The raw model: normalized L* (B, 1, S, S) -> normalized ab (B, 2, S, S), both on the CPU.
+
+        ``cond`` (B, cond_channels, S, S) feeds a model's conditioning channels; None means none
+        given (zeros), the only choice for a model without them.
+        """
+        if cond is not None:
+            expected = (l_norm.shape[0], self.cond_channels, *l_norm.shape[2:])
+            if self.cond_channels == 0:
+                raise UserError("this model takes no conditioning channels")
+            if tuple(cond.shape) != expected:
+                raise UserError(f"conditioning must have shape {expected}, got {tuple(cond.shape)}")
+        return self._predict(l_norm, cond)
 
     def colorize(self, image: Any, *, size: int | None = None) -> Image.Image:
         """Colorize one photo (a path, a PIL image or a NumPy array); returns RGB (RGBA if it had alpha).
@@ -173,8 +183,8 @@ class Colorizer:
         if not photos:
             return []
         with torch.inference_mode():
-            ab = self.predict_ab(torch.stack([photo.model_input(size) for photo in photos]))
-            return [photo.recombine(ab_one) for photo, ab_one in zip(photos, ab, strict=True)]
+            ab = self.predict_ab(torch.stack([render.model_input(photo, size) for photo in photos]))
+            return [render.recombine(photo, ab_one) for photo, ab_one in zip(photos, ab, strict=True)]
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write the model as ``model.safetensors`` + ``model.json`` into ``directory``; returns the weights path."""
@@ -185,9 +195,9 @@ class Colorizer:
         return save_pretrained(self._generator, directory, size=self.size, training=self.meta.get("training"))
 
 
-def _torch_predictor(generator: nn.Module, device: torch.device) -> Predictor:
-    def predict(l_norm: torch.Tensor) -> torch.Tensor:
+def torch_predictor(generator: nn.Module, device: torch.device) -> Predictor:
+    def predict(l_norm: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         with torch.inference_mode():
-            return generator(l_norm.to(device)).float().cpu()
+            return generator(l_norm.to(device), None if cond is None else cond.to(device)).float().cpu()
 
     return predict

@@ -31,7 +31,8 @@ from torch.utils.data import DataLoader
 from .color import rgb_to_model_space, uint8_to_unit
 from .data import EpochSampler, PhotoDataset, collate, find_images
 from .errors import UserError
-from .models import build_generator, load_pretrained, read_model_json
+from .files import write_report
+from .models import Generator, build_generator, load_pretrained, read_model_json
 from .models.registry import init_normal
 
 log = logging.getLogger(__name__)
@@ -278,10 +279,10 @@ def _warn_skipped(skipped: dict[str, str], what: str, total: int) -> None:
 class EncoderClassifier(nn.Module):
     """A colorization generator's encoder + global average pooling + a linear head; input: normalized L."""
 
-    def __init__(self, generator: nn.Module, num_classes: int) -> None:
+    def __init__(self, generator: Generator, num_classes: int) -> None:
         super().__init__()
-        self.encoder, channels = encoder_of(generator)
-        self.head = nn.Linear(channels, num_classes)
+        self.encoder = generator.encoder  # shares the generator's parameters and state-dict keys
+        self.head = nn.Linear(generator.encoder_channels, num_classes)
         self.size_multiple: int = generator.size_multiple
 
     def forward(self, l: torch.Tensor) -> torch.Tensor:
@@ -289,20 +290,6 @@ class EncoderClassifier(nn.Module):
         if isinstance(features, list | tuple):  # smp encoders return every scale; the last is the deepest
             features = features[-1]
         return self.head(features.mean(dim=(2, 3)))
-
-
-def encoder_of(generator: nn.Module) -> tuple[nn.Module, int]:
-    """The generator's down path and its output channels: ``resunet``'s smp encoder, ``unet``'s ``downs`` chained.
-
-    The returned module shares the generator's parameters (and state-dict keys with
-    ``generator.encoder`` / ``generator.downs``), so encoder weights copy between the two.
-    """
-    name = getattr(generator, "registry_name", type(generator).__name__)
-    if name == "resunet":
-        return generator.encoder, generator.encoder.out_channels[-1]
-    if name == "unet":
-        return nn.Sequential(*generator.downs), generator.downs[-1][-1].out_channels  # innermost: LeakyReLU, Conv2d
-    raise UserError(f"the {name} generator has no encoder the pretext experiment knows how to take")
 
 
 def build_classifier(colorizer_meta: dict[str, Any], num_classes: int) -> EncoderClassifier:
@@ -330,7 +317,7 @@ def colorizer_encoder_state(path: str | Path) -> dict[str, torch.Tensor]:
         raise UserError(f"colorizer {weights}: its encoder started from ImageNet weights ({training['encoder_weights']}); "
                         "the pretext experiment needs a colorizer trained from scratch: train one with --encoder-weights none")
     generator, _ = load_pretrained(weights)  # a model.json that does not fit its weights is a UserError here
-    return encoder_of(generator)[0].state_dict()
+    return generator.encoder.state_dict()
 
 
 # --- training and scoring -------------------------------------------------------------
@@ -478,18 +465,10 @@ def run_pretext(cfg: PretextConfig) -> list[dict[str, Any]]:
     reports = []
     for init in cfg.arms:
         report = run_arm(cfg, init, train, val, meta, encoder_state)
-        write_report(report, cfg.out / f"pretext_{init}.json")
+        write_report(cfg.out / f"pretext_{init}.json", report)
+        log.info("wrote %s", cfg.out / f"pretext_{init}.json")
         reports.append(report)
     return reports
-
-
-def write_report(report: dict[str, Any], path: Path) -> None:
-    """Write the JSON under a temporary name and rename it, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(path)
-    log.info("wrote %s", path)
 
 
 def table_row(report: dict[str, Any]) -> tuple[str, str, str]:

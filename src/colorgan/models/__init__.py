@@ -1,33 +1,51 @@
-"""Generators (behind a registry), the PatchGAN discriminator and the model artifact."""
+"""Generators (behind a registry, each declaring its interface), the PatchGAN discriminator and
+the model artifact (model.safetensors + model.json)."""
 
 from . import resunet, unet  # noqa: F401  (importing registers the generators)
-from .patchgan import PatchGAN
-from .registry import (
+from .artifact import (
     CONFIG_NAME,
-    GENERATORS,
+    DEFAULT_MODEL,
+    MODELS_DIR,
     WEIGHTS_NAME,
-    build_generator,
-    generator_spec,
+    bundled_models,
     load_pretrained,
     load_state_dict_checked,
     read_model_json,
     read_weights,
+    resolve_model,
     save_pretrained,
 )
-from .resunet import ENCODERS, load_encoder_weights
+from .patchgan import PatchGAN
+from .registry import (
+    GENERATORS,
+    Generator,
+    build_generator,
+    complete_spec,
+    generator_options,
+    generator_spec,
+    register_generator,
+)
+from .resunet import ENCODERS
 
 __all__ = [
     "CONFIG_NAME",
+    "DEFAULT_MODEL",
     "ENCODERS",
     "GENERATORS",
-    "PatchGAN",
+    "MODELS_DIR",
     "WEIGHTS_NAME",
+    "Generator",
+    "PatchGAN",
     "build_generator",
+    "bundled_models",
+    "complete_spec",
+    "generator_options",
     "generator_spec",
-    "load_encoder_weights",
     "load_pretrained",
     "load_state_dict_checked",
     "read_model_json",
     "read_weights",
+    "register_generator",
+    "resolve_model",
     "save_pretrained",
 ]

@@ -1,43 +1,133 @@
-"""Generators by name, weight init, and the inference artifact (model.safetensors + model.json).
+"""Generators by name, the interface every generator declares, and pix2pix's weight init.
 
-The artifact is what ``colorgan colorize`` and :class:`colorgan.Colorizer` load: the
-generator's weights in safetensors and, beside them, a JSON file with the architecture
-(plain keyword arguments), the color normalization and the training provenance.
-No training code and no pickle is needed to load it.
+A generator is a :class:`Generator`: a keyword-only constructor whose arguments are captured
+as ``config`` automatically (as diffusers' ``register_to_config`` does), so the artifact's
+``model.json`` always holds every argument needed to rebuild it, and a declared interface
+(input and output channels, size multiple, encoder) that training, export and the pretext
+experiment read instead of switching on generator names.
 """
 
 from __future__ import annotations
 
-import json
-import logging
+import functools
+import inspect
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..color import AB_SCALE, L_SCALE
 from ..errors import UserError
-from ..files import publish
 
-log = logging.getLogger(__name__)
-
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "model.json"
-FORMAT_VERSION = 1
-
-COLOR_SPEC = {"space": "CIELAB D65", "input": f"L/{L_SCALE:g}-1", "output": f"ab/{AB_SCALE:g}", "activation": "tanh"}
-
-GENERATORS: dict[str, type[nn.Module]] = {}
+GENERATORS: dict[str, type[Generator]] = {}
 
 
-def register_generator(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator: make a generator buildable by ``name`` from plain keyword arguments."""
+def _plain(value: Any) -> Any:
+    """JSON-ready: tuples become lists (model.json stores what the constructor received)."""
+    return [_plain(v) for v in value] if isinstance(value, list | tuple) else value
 
-    def add(cls: type[nn.Module]) -> type[nn.Module]:
+
+class Generator(nn.Module):
+    """Base of colorgan's generators: normalized L* (+ optional conditioning channels) in, ab out.
+
+    Subclasses implement :meth:`predict` on the stacked input and set, in their constructor,
+    ``size_multiple`` (input sides must be multiples of it). ``cond_channels`` extra input
+    channels (for example color hints) are optional: with none, the network sees L* alone;
+    with some, a missing condition means all zeros ("no hints"), so one model serves both.
+    """
+
+    registry_name: str = ""
+    out_channels: int = 2
+    size_multiple: int = 1
+    #: Whether :meth:`load_encoder_weights` can start the encoder from ImageNet weights.
+    has_pretrained_encoder: bool = False
+    config: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _capture_config(cls.__init__)
+
+    def __init__(self, *, cond_channels: int = 0) -> None:
+        super().__init__()
+        if cond_channels < 0:
+            raise UserError(f"cond_channels cannot be negative, got {cond_channels}")
+        self.cond_channels = cond_channels
+
+    @property
+    def in_channels(self) -> int:
+        """Channels the network itself takes: L* and the conditioning channels."""
+        return 1 + self.cond_channels
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The down path (sharing this generator's parameters), for the pretext experiment."""
+        raise UserError(f"the {self.registry_name} generator declares no encoder")
+
+    @property
+    def encoder_channels(self) -> int:
+        """Channels of the encoder's deepest features."""
+        raise UserError(f"the {self.registry_name} generator declares no encoder")
+
+    def load_encoder_weights(self, weights: str) -> None:
+        """Start the encoder from pretrained weights (only where ``has_pretrained_encoder``)."""
+        raise UserError(f"the {self.registry_name} generator has no pretrained encoder to load {weights} into")
+
+    def forward(self, l: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalized L* (B, 1, H, W) and optional conditioning (B, cond_channels, H, W) -> ab (B, 2, H, W)."""
+        h, w = l.shape[-2:]
+        if h % self.size_multiple or w % self.size_multiple:
+            raise ValueError(
+                f"the {self.registry_name} generator needs height and width that are multiples of "
+                f"{self.size_multiple}, got {h}x{w}"
+            )
+        if cond is not None and cond.shape[1] != self.cond_channels:
+            raise ValueError(f"the {self.registry_name} generator takes {self.cond_channels} conditioning channels, got {cond.shape[1]}")
+        if self.cond_channels:
+            cond = cond if cond is not None else l.new_zeros(l.shape[0], self.cond_channels, h, w)
+            l = torch.cat([l, cond.to(l.dtype)], dim=1)
+        return self.predict(l)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on its stacked input (B, in_channels, H, W)."""
+        raise NotImplementedError
+
+
+def _capture_config(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a constructor so ``self.config`` holds all its keyword arguments, defaults included.
+
+    Only the outermost constructor of an instance records: a subclass calling its parent's
+    ``__init__`` keeps its own arguments as the config.
+    """
+    signature = inspect.signature(init)
+    positional = [p.name for p in list(signature.parameters.values())[1:] if p.kind is not p.KEYWORD_ONLY and p.kind is not p.VAR_KEYWORD]
+    if positional:
+        raise TypeError(f"{init.__qualname__}: generator constructors take keyword-only arguments, not {positional}")
+
+    @functools.wraps(init)
+    def wrapped(self: Generator, **kwargs: Any) -> None:
+        outermost = "_recording_config" not in self.__dict__
+        if outermost:
+            object.__setattr__(self, "_recording_config", True)
+        try:
+            init(self, **kwargs)
+            if outermost:
+                bound = signature.bind(self, **kwargs)
+                bound.apply_defaults()
+                object.__setattr__(self, "config", {k: _plain(v) for k, v in list(bound.arguments.items())[1:]})
+        finally:
+            if outermost:
+                object.__delattr__(self, "_recording_config")
+
+    return wrapped
+
+
+def register_generator(name: str) -> Callable[[type[Generator]], type[Generator]]:
+    """Class decorator: make a :class:`Generator` buildable by ``name`` from plain keyword arguments."""
+
+    def add(cls: type[Generator]) -> type[Generator]:
+        if not issubclass(cls, Generator):
+            raise TypeError(f"{cls.__name__} must subclass colorgan.models.Generator")
         GENERATORS[name] = cls
         cls.registry_name = name
         return cls
@@ -45,11 +135,37 @@ def register_generator(name: str) -> Callable[[type[nn.Module]], type[nn.Module]
     return add
 
 
-def build_generator(name: str, **config: Any) -> nn.Module:
+def build_generator(name: str, **config: Any) -> Generator:
     """A freshly initialized generator; ``config`` is its keyword-only constructor arguments."""
     if name not in GENERATORS:
         raise UserError(f"unknown generator {name!r}; choose one of: {', '.join(sorted(GENERATORS))}")
     return GENERATORS[name](**config)
+
+
+def generator_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``options`` (for example training flags) that ``name``'s constructor takes."""
+    if name not in GENERATORS:
+        raise UserError(f"unknown generator {name!r}; choose one of: {', '.join(sorted(GENERATORS))}")
+    accepted = inspect.signature(GENERATORS[name]).parameters
+    return {k: v for k, v in options.items() if k in accepted}
+
+
+def generator_spec(generator: Generator) -> dict[str, Any]:
+    """The plain-data description that rebuilds ``generator``'s architecture."""
+    return {"generator": generator.registry_name, "config": dict(generator.config)}
+
+
+def complete_spec(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """:func:`generator_spec` of the generator ``name`` with ``config`` would have, without building
+    it: arguments left out (as by model.json files older than an argument) take their defaults."""
+    if name not in GENERATORS:
+        raise UserError(f"unknown generator {name!r}; choose one of: {', '.join(sorted(GENERATORS))}")
+    try:
+        bound = inspect.signature(GENERATORS[name]).bind(**config)
+    except TypeError as exc:
+        raise UserError(f"invalid {name} generator config: {exc}") from None
+    bound.apply_defaults()
+    return {"generator": name, "config": {k: _plain(v) for k, v in bound.arguments.items()}}
 
 
 def init_normal(module: nn.Module, std: float = 0.02) -> None:
@@ -61,127 +177,3 @@ def init_normal(module: nn.Module, std: float = 0.02) -> None:
     elif isinstance(module, nn.BatchNorm2d):
         nn.init.normal_(module.weight, 1.0, std)
         nn.init.zeros_(module.bias)
-
-
-def generator_spec(generator: nn.Module) -> dict[str, Any]:
-    """The plain-data description that rebuilds ``generator``'s architecture."""
-    return {"generator": generator.registry_name, "config": dict(generator.config)}
-
-
-def save_pretrained(
-    generator: nn.Module,
-    directory: str | Path,
-    *,
-    size: int,
-    training: dict[str, Any] | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> Path:
-    """Write ``model.safetensors`` and ``model.json`` into ``directory``; returns the weights path.
-
-    ``size`` is the resolution the model was trained at (the default render size).
-    Files are written under temporary names and renamed, so readers never see half a file.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
-             for k, v in generator.state_dict().items()}
-    meta = {
-        "format": "colorgan",
-        "format_version": FORMAT_VERSION,
-        **generator_spec(generator),
-        "size": size,
-        "color": COLOR_SPEC,
-        "training": training or {},
-    }
-    weights, config = directory / WEIGHTS_NAME, directory / CONFIG_NAME
-    save_file(state, str(weights) + ".tmp", metadata={"format": "pt"})
-    (directory / (CONFIG_NAME + ".tmp")).write_text(json.dumps(meta, indent=2) + "\n")
-    publish(str(weights) + ".tmp", weights)
-    publish(directory / (CONFIG_NAME + ".tmp"), config)
-    return weights
-
-
-def read_model_json(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    """Locate an artifact (its folder, its ``.safetensors`` or its ``model.json``) and read its JSON."""
-    path = Path(path)
-    weights = path / WEIGHTS_NAME if path.is_dir() else path.with_suffix(".safetensors")
-    config = weights.with_name(CONFIG_NAME)
-    if not weights.is_file():
-        raise UserError(f"no model weights at {weights}")
-    if not config.is_file():
-        raise UserError(f"{weights} has no {CONFIG_NAME} beside it describing its architecture")
-    try:
-        meta = json.loads(config.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {config}: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != "colorgan" or "generator" not in meta:
-        raise UserError(f"{config} is not a colorgan model description")
-    problem = _model_json_problem(meta)
-    if problem:
-        raise UserError(f"{config}: {problem}")
-    return weights, meta
-
-
-# Bounds that no real colorizer comes near; past them a number is a damaged or hostile file,
-# which must get an error rather than an attempt to allocate terabytes.
-MAX_TRAINING_SIZE = 8192
-MAX_CONFIG_NUMBER = 4096
-
-
-def _model_json_problem(meta: dict[str, Any]) -> str | None:
-    """What makes a parsed model.json unusable, or None: the format version, the color
-    normalization the code implements, a sane training size and sane architecture numbers."""
-    version = meta.get("format_version")
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        return f"format_version {version!r} is not one this colorgan reads (1 to {FORMAT_VERSION}); upgrade colorgan"
-    if meta.get("color") != COLOR_SPEC:
-        return f"its color normalization {meta.get('color')!r} is not the one colorgan implements ({COLOR_SPEC})"
-    size = meta.get("size")
-    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_TRAINING_SIZE:
-        return f"size must be the training resolution, a whole number from 1 to {MAX_TRAINING_SIZE}, got {size!r}"
-    config = meta.get("config", {})
-    if not isinstance(config, dict):
-        return "config must be a mapping of the generator's keyword arguments"
-    for key, value in config.items():
-        numbers = value if isinstance(value, list) else [value]
-        if any(isinstance(n, int | float) and not isinstance(n, bool) and not 0 <= n <= MAX_CONFIG_NUMBER for n in numbers):
-            return f"config value {key}={value!r} is out of range (numbers from 0 to {MAX_CONFIG_NUMBER})"
-    return None
-
-
-def load_pretrained(path: str | Path, *, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a generator from its artifact; returns ``(generator in eval mode, model.json content)``."""
-    weights, meta = read_model_json(path)
-    try:
-        generator = build_generator(meta["generator"], **meta.get("config", {}))
-    except TypeError as exc:
-        raise UserError(f"{weights.with_name(CONFIG_NAME)} has an invalid generator config: {exc}") from None
-    state = read_weights(weights, device=map_location)
-    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if broken:  # a diverged training run: it would paint every photo one undefined color
-        raise UserError(f"{weights} holds NaN or infinite weights ({len(broken)} tensors, e.g. {broken[0]})")
-    load_state_dict_checked(generator, state, source=str(weights))
-    log.debug("loaded %s generator from %s", meta["generator"], weights)
-    return generator.eval(), meta
-
-
-def read_weights(path: str | Path, *, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """A safetensors file's tensors; an unreadable or corrupt file is a :class:`UserError`."""
-    try:
-        return load_file(str(path), device=str(device))
-    except (SafetensorError, OSError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
-
-
-def load_state_dict_checked(module: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
-    """``load_state_dict`` that turns an architecture mismatch into one readable :class:`UserError`."""
-    own = module.state_dict()
-    missing = own.keys() - state.keys()
-    unexpected = state.keys() - own.keys()
-    wrong = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
-    if missing or unexpected or wrong:
-        raise UserError(
-            f"{source} does not fit this {getattr(module, 'registry_name', type(module).__name__)} architecture "
-            f"({len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors)"
-        )
-    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})

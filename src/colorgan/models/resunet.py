@@ -2,7 +2,8 @@
 
 Built with segmentation-models-pytorch on timm/torchvision encoders. The encoder's
 3-channel stem is turned into a 1-channel one by summing its kernels over RGB, which
-gives exactly the response the RGB network had to a gray image.
+gives exactly the response the RGB network had to a gray image; conditioning channels, if
+any, start from zero kernels, so they change nothing until training teaches them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import UserError
-from .registry import register_generator
+from .registry import Generator, register_generator
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +30,28 @@ ENCODERS = {
 
 
 @register_generator("resunet")
-class ResUNetGenerator(nn.Module):
+class ResUNetGenerator(Generator):
     """U-Net with a pretrained-classifier encoder: L in, ab out (tanh); sides multiple of 32."""
 
     size_multiple = 32
+    has_pretrained_encoder = True
 
-    def __init__(self, *, encoder: str = "efficientnet_lite0", decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        *,
+        encoder: str = "efficientnet_lite0",
+        decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
+        cond_channels: int = 0,
+    ) -> None:
+        super().__init__(cond_channels=cond_channels)
         if encoder not in ENCODERS:
             raise UserError(f"unknown encoder {encoder!r}; choose one of: {', '.join(ENCODERS)}")
-        self.config = dict(encoder=encoder, decoder_channels=list(decoder_channels))
+        self.encoder_name = encoder
         self.unet = smp.Unet(
             ENCODERS[encoder][0],
             encoder_weights=None,
-            in_channels=1,
-            classes=2,
+            in_channels=self.in_channels,
+            classes=self.out_channels,
             activation="tanh",
             decoder_channels=tuple(decoder_channels),
         )
@@ -52,11 +60,36 @@ class ResUNetGenerator(nn.Module):
     def encoder(self) -> nn.Module:
         return self.unet.encoder
 
-    def forward(self, l: torch.Tensor) -> torch.Tensor:
-        h, w = l.shape[-2:]
-        if h % self.size_multiple or w % self.size_multiple:
-            raise ValueError(f"the resunet generator needs height and width that are multiples of 32, got {h}x{w}")
-        return self.unet(l)
+    @property
+    def encoder_channels(self) -> int:
+        return self.unet.encoder.out_channels[-1]
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unet(x)
+
+    def load_encoder_weights(self, weights: str) -> None:
+        """Initialize the encoder from ImageNet weights: ``"imagenet"`` or a path to a state dict file.
+
+        A file may hold the full classifier (torchvision or timm key names); the classifier
+        head is dropped and the RGB stem kernel is summed over its input channels.
+        """
+        stem_key = ENCODERS[self.encoder_name][1]
+        if weights == "imagenet":
+            state = _imagenet_state(self.encoder_name)
+        else:
+            state = _read_weights_file(Path(weights))
+            if self.encoder_name == "efficientnet_lite0" and not any(k.startswith("model.") for k in state):
+                state = {f"model.{k}": v for k, v in state.items()}
+        own = self.encoder.state_dict()
+        state = {k: v for k, v in state.items() if k in own}
+        if stem_key in state and state[stem_key].shape[1] == 3:
+            gray = state[stem_key].sum(dim=1, keepdim=True)
+            state[stem_key] = torch.cat([gray, gray.new_zeros(gray.shape[0], self.cond_channels, *gray.shape[2:])], dim=1)
+        missing = own.keys() - state.keys()
+        if missing or any(state[k].shape != own[k].shape for k in state):
+            raise UserError(f"{weights} does not hold {self.encoder_name} ImageNet weights ({len(missing)} tensors missing)")
+        self.encoder.load_state_dict(state)
+        log.info("encoder %s initialized from %s weights", self.encoder_name, weights)
 
 
 def efficientnet_lite0_imagenet() -> dict[str, torch.Tensor]:
@@ -105,28 +138,3 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
     except Exception as exc:  # noqa: BLE001 - corrupt files raise many different types
         raise UserError(f"cannot read encoder weights {path}: {exc}") from None
     return state.get("state_dict", state) if isinstance(state, dict) else {}
-
-
-def load_encoder_weights(generator: ResUNetGenerator, weights: str) -> None:
-    """Initialize the encoder from ImageNet weights: ``"imagenet"`` or a path to a state dict file.
-
-    A file may hold the full classifier (torchvision or timm key names); the classifier
-    head is dropped and the RGB stem kernel is summed over its input channels.
-    """
-    encoder_name = generator.config["encoder"]
-    stem_key = ENCODERS[encoder_name][1]
-    if weights == "imagenet":
-        state = _imagenet_state(encoder_name)
-    else:
-        state = _read_weights_file(Path(weights))
-        if encoder_name == "efficientnet_lite0" and not any(k.startswith("model.") for k in state):
-            state = {f"model.{k}": v for k, v in state.items()}
-    own = generator.encoder.state_dict()
-    state = {k: v for k, v in state.items() if k in own}
-    if stem_key in state and state[stem_key].shape[1] == 3:
-        state[stem_key] = state[stem_key].sum(dim=1, keepdim=True)
-    missing = own.keys() - state.keys()
-    if missing or any(state[k].shape != own[k].shape for k in state):
-        raise UserError(f"{weights} does not hold {encoder_name} ImageNet weights ({len(missing)} tensors missing)")
-    generator.encoder.load_state_dict(state)
-    log.info("encoder %s initialized from %s weights", encoder_name, weights)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .registry import init_normal, register_generator
+from .registry import Generator, init_normal, register_generator
 
 
 def _down(in_ch: int, out_ch: int, *, outermost: bool, innermost: bool) -> nn.Sequential:
@@ -33,11 +33,12 @@ def _up(in_ch: int, out_ch: int, *, outermost: bool, dropout: float) -> nn.Seque
 
 
 @register_generator("unet")
-class UNetGenerator(nn.Module):
+class UNetGenerator(Generator):
     """8-level pix2pix U-Net: 256x256 L in, 256x256 ab out (tanh).
 
     Dropout(0.5) in the three decoder blocks next to the bottleneck is the only noise.
-    Input sides must be multiples of ``2**num_downs`` (256 by default).
+    Input sides must be multiples of ``2**num_downs`` (256 by default). ``in_channels`` is
+    the image's channel count (L*: 1); ``cond_channels`` are added to it.
     """
 
     def __init__(
@@ -48,22 +49,18 @@ class UNetGenerator(nn.Module):
         base_channels: int = 64,
         num_downs: int = 8,
         dropout: float = 0.5,
+        cond_channels: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(cond_channels=cond_channels)
         if num_downs < 5:
             raise ValueError("num_downs must be at least 5 (the pix2pix U-Net has 8)")
-        self.config = dict(
-            in_channels=in_channels,
-            out_channels=out_channels,
-            base_channels=base_channels,
-            num_downs=num_downs,
-            dropout=dropout,
-        )
+        if (in_channels, out_channels) != (1, 2):  # kept as arguments: model.json files of pix2pix U-Nets name them
+            raise ValueError("the unet generator maps L* (in_channels=1) to a*b* (out_channels=2); add inputs with cond_channels")
         self.size_multiple = 2**num_downs
         chans = [min(base_channels * 2**i, base_channels * 8) for i in range(num_downs)]
         last = num_downs - 1
         self.downs = nn.ModuleList(
-            _down(in_channels if i == 0 else chans[i - 1], chans[i], outermost=i == 0, innermost=i == last)
+            _down(self.in_channels if i == 0 else chans[i - 1], chans[i], outermost=i == 0, innermost=i == last)
             for i in range(num_downs)
         )
         # ups[i] undoes downs[i]; all but the innermost take [skip, upsampled] concatenated.
@@ -78,14 +75,16 @@ class UNetGenerator(nn.Module):
         )
         self.apply(init_normal)
 
-    def forward(self, l: torch.Tensor) -> torch.Tensor:
-        h, w = l.shape[-2:]
-        if h % self.size_multiple or w % self.size_multiple:
-            raise ValueError(
-                f"the unet generator needs height and width that are multiples of {self.size_multiple}, got {h}x{w}"
-            )
+    @property
+    def encoder(self) -> nn.Module:
+        return nn.Sequential(*self.downs)
+
+    @property
+    def encoder_channels(self) -> int:
+        return self.downs[-1][-1].out_channels  # innermost block: LeakyReLU, Conv2d
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
-        x = l
         for down in self.downs:
             x = down(x)
             skips.append(x)

@@ -1,0 +1,25 @@
+"""``colorgan serve``: a web page and a plain HTTP API around one shared :class:`~colorgan.infer.Colorizer`.
+
+One FastAPI app serves both:
+
+- ``/``: a Gradio page (:mod:`.page`: drop, paste or pick a photo; before/after slider;
+  full-resolution PNG download; render size; example photos). Its Gradio API works with
+  ``gradio_client`` (endpoint ``/colorize``).
+- ``POST /api/colorize`` (:mod:`.api`: multipart field ``image``, optional ``size``) answers
+  ``image/png``; errors are JSON ``{"error": "..."}`` with 400, 408, 413 or 503. ``GET /api/health``.
+
+Both call one :class:`ColorizeService` (:mod:`.service`) with one :class:`Limiter`
+(:mod:`.limiter`): at most ``concurrency`` photos are colorized at once, at most ``max_queue``
+more wait, and anything beyond is refused at once (503) rather than piling up memory. Uploads
+are capped while they stream in (:mod:`.uploads`) and photos are checked for their pixel count
+from the header, before anything is decoded. The API keeps its files in a private temporary
+folder under names it makes up itself (never one from the request) and deletes each as soon
+as it is no longer needed. :mod:`.server` puts the pieces together and runs them.
+"""
+
+from .limiter import Limiter
+from .server import create_app, serve, url_for
+from .service import ColorizeService
+from .settings import RequestError, ServeSettings
+
+__all__ = ["ColorizeService", "Limiter", "RequestError", "ServeSettings", "create_app", "serve", "url_for"]

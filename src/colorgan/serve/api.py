@@ -1,0 +1,96 @@
+"""The plain HTTP API: ``POST /api/colorize`` (multipart ``image``, optional ``size``) and ``GET /api/health``.
+
+Answers are ``image/png``, or JSON ``{"error": "..."}`` with the :class:`RequestError`'s
+status (400, 408, 413, 503; 500 with no details for a bug). Every file a request made is
+deleted once it is answered, whatever happens to the connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from .service import ColorizeService
+from .settings import RequestError
+from .uploads import receive_photo
+
+log = logging.getLogger(__name__)
+
+
+def add_api_routes(api: FastAPI, service: ColorizeService) -> None:
+    """``POST /api/colorize`` and ``GET /api/health``."""
+
+    @api.post("/api/colorize", response_class=Response)
+    async def colorize_endpoint(request: Request) -> Response:
+        """Colorize one photo: multipart field ``image`` (and optional ``size``) -> ``image/png``."""
+        upload = service.temp_path(".upload")
+        out = service.temp_path(".png")
+        try:
+            size = await receive_photo(request, service.settings, upload)
+            render = service.render_size(size)
+            await anyio.to_thread.run_sync(service.inspect, upload)
+            await service.colorize(upload, render, out)
+            return _png_response(out)
+        except RequestError as exc:
+            log.info("POST /api/colorize -> %d: %s", exc.status, exc.message)
+            headers = {"Retry-After": "30"} if exc.status == 503 else None
+            return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+        except Exception:  # a bug or an exhausted machine: still JSON, and the details in the log only
+            log.exception("POST /api/colorize failed")
+            return JSONResponse({"error": "internal error; see the server's log"}, status_code=500)
+        finally:
+            upload.unlink(missing_ok=True)
+            _try_unlink(out)  # after an error; a response in flight already unlinked it (or will)
+
+    @api.get("/api/health")
+    async def health() -> dict[str, Any]:
+        """Liveness plus the limits and the queue, for scripts and monitoring."""
+        settings = service.settings
+        return {
+            "status": "ok",
+            "model": service.colorizer.meta.get("generator"),
+            "size": service.colorizer.size,
+            "concurrency": settings.concurrency,
+            "max_queue": settings.max_queue,
+            "running": service.limiter.running,
+            "waiting": service.limiter.waiting,
+            "max_upload_mb": settings.max_upload_mb,
+            "max_megapixels": settings.max_megapixels,
+        }
+
+
+def _png_response(path: Path) -> Response:
+    """Stream ``path`` as ``image/png`` and make sure it is deleted whatever happens to the response.
+
+    On POSIX the file is unlinked right after opening (its data lives until the handle closes),
+    so not even a dropped connection leaves it on disk; elsewhere it goes when the stream ends.
+    """
+    handle = path.open("rb")
+    length = os.fstat(handle.fileno()).st_size
+    unlinked = _try_unlink(path)
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            while chunk := handle.read(1 << 20):
+                yield chunk
+        finally:
+            handle.close()
+            if not unlinked:
+                _try_unlink(path)
+
+    return StreamingResponse(chunks(), media_type="image/png", headers={"Content-Length": str(length)})
+
+
+def _try_unlink(path: Path) -> bool:
+    try:
+        path.unlink(missing_ok=True)
+        return True
+    except OSError:  # Windows: still open
+        return False

@@ -1,0 +1,126 @@
+"""The training options: plain data, read from YAML with the CLI's key names, checked before any work starts."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import UserError
+from ..losses import GAN_MODES
+from ..models import GENERATORS, generator_options
+
+STAGES = ("pretrain", "gan")
+PRECISIONS = ("auto", "no", "fp16", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on: plain data, readable from YAML with the CLI's key names."""
+
+    stage: str = "gan"
+    generator: str = "resunet"
+    encoder: str = "efficientnet_lite0"
+    encoder_weights: str | None = "imagenet"
+    data: Path | None = None
+    val: Path | None = None
+    first: int | None = None
+    last: int | None = None
+    file_list: Path | None = None
+    val_limit: int = 64
+    size: int = 256
+    batch_size: int = 16
+    epochs: int = 20
+    lr: float | None = None
+    lambda_l1: float = 100.0
+    gan_mode: str = "vanilla"
+    balance: float = 0.0
+    crop_scale: float | None = None
+    ema: float | None = None
+    max_minutes: float | None = None
+    init_from: Path | None = None
+    workers: int = 2
+    seed: int = 0
+    mixed_precision: str = "auto"
+    out: Path = Path("runs/colorgan")
+    resume: bool = False
+    save_every: int = 500
+    samples: int = 4
+
+    @classmethod
+    def from_sources(cls, *, yaml_path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+        """Defaults, then the YAML file's keys, then ``overrides`` (the command-line flags)."""
+        values: dict[str, Any] = {}
+        if yaml_path is not None:
+            values.update(_read_yaml(Path(yaml_path)))
+        values.update(overrides or {})
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise UserError(f"unknown training option(s) {', '.join(unknown)} in {yaml_path or 'the options'}")
+        for key in ("data", "val", "file_list", "init_from", "out"):
+            if values.get(key) is not None:
+                values[key] = Path(values[key])
+        if str(values.get("encoder_weights", "")).lower() in ("none", "null", "random"):
+            values["encoder_weights"] = None
+        return cls(**values)
+
+    @property
+    def gan(self) -> bool:
+        """Whether this is stage 2 (a discriminator trains too)."""
+        return self.stage == "gan"
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (1e-4 if self.stage == "pretrain" else 2e-4)
+
+    @property
+    def betas(self) -> tuple[float, float]:
+        # pix2pix's (0.5, 0.999) steadies the adversarial game; plain L1 regression uses Adam's defaults.
+        return (0.5, 0.999) if self.gan else (0.9, 0.999)
+
+    def generator_kwargs(self) -> dict[str, Any]:
+        """The training options that the chosen generator's constructor takes (e.g. ``encoder``)."""
+        return generator_options(self.generator, {"encoder": self.encoder})
+
+    def validate(self) -> None:
+        """Reject impossible settings before any work starts."""
+        checks = [
+            (self.stage in STAGES, f"--stage must be one of {', '.join(STAGES)}, got {self.stage!r}"),
+            (self.generator in GENERATORS, f"unknown generator {self.generator!r}; choose one of: {', '.join(sorted(GENERATORS))}"),
+            (self.gan_mode in GAN_MODES, f"--gan-mode must be one of {', '.join(GAN_MODES)}, got {self.gan_mode!r}"),
+            (self.mixed_precision in PRECISIONS, f"--mixed-precision must be one of {', '.join(PRECISIONS)}"),
+            (self.data is not None, "--data is required: a folder of color photos"),
+            (self.size > 0, f"--size must be positive, got {self.size}"),
+            (self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}"),
+            (self.epochs > 0, f"--epochs must be positive, got {self.epochs}"),
+            (self.learning_rate > 0, "--lr must be positive"),
+            (self.workers >= 0, "--workers cannot be negative"),
+            (self.val_limit > 0, "--val-limit must be positive"),
+            (self.samples >= 0, "--samples cannot be negative"),
+            (0 <= self.balance <= 1, f"--balance must be between 0 and 1, got {self.balance}"),
+            (self.crop_scale is None or 0 < self.crop_scale <= 1, f"--crop-scale must be in (0, 1], got {self.crop_scale}"),
+            (self.ema is None or 0 < self.ema < 1, f"--ema must be a decay between 0 and 1, got {self.ema}"),
+            (self.max_minutes is None or self.max_minutes > 0, "--max-minutes must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        content = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read config {path}: {str(exc).splitlines()[0]}") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise UserError(f"config {path} must be a mapping of option names to values")
+    return {str(k).replace("-", "_"): v for k, v in content.items()}
