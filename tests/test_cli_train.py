@@ -1,7 +1,9 @@
 """`colorgan train` from the command line: flags, config file, and one-line errors with exit code 2."""
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +49,128 @@ def test_bad_input_is_one_error_line_and_exit_code_2(make_photos, tmp_path, args
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _invoke(*args: str):
+    """``colorgan ARGS`` in this process (no interpreter start-up): exceptions stay on the result."""
+    from typer.testing import CliRunner
+
+    from colorgan.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def _started_run(make_photos, tmp_path):
+    from colorgan.train import TrainConfig, run_training
+
+    run = tmp_path / "run"
+    run_training(TrainConfig(stage="pretrain", encoder_weights=None, data=make_photos(4), size=32, batch_size=2,
+                             epochs=1, workers=0, out=run, save_every=0))
+    return run
+
+
+def test_resume_needs_only_the_run_folder_and_takes_flags_that_do_not_change_the_run(make_photos, tmp_path):
+    run = _started_run(make_photos, tmp_path)
+    result = _invoke("train", "--resume", "--out", str(run), "--epochs", "2", "--max-minutes", "30", "--quiet")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert len((run / "losses.csv").read_text().splitlines()) == 3  # header + 2 epochs: the run went on
+    saved = (run / "config.yaml").read_text()
+    assert "epochs: 2" in saved and "stage: pretrain" in saved and "size: 32" in saved
+
+
+@pytest.mark.parametrize("flag,value", [("--size", "64"), ("--generator", "unet"), ("--stage", "gan"), ("--encoder", "resnet18")])
+def test_resume_refuses_flags_that_would_change_the_run(make_photos, tmp_path, flag, value):
+    from colorgan.errors import UserError
+
+    run = _started_run(make_photos, tmp_path)
+    result = _invoke("train", "--resume", "--out", str(run), flag, value)
+    assert isinstance(result.exception, UserError), (result.output, result.exception)
+    assert "--resume cannot change" in str(result.exception) and flag in str(result.exception)
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+# The command a README section's prose flags belong to (sections not listed document no one command's flags).
+SECTION_COMMANDS = {"Colorize photos": "colorize", "Train a colorizer": "train", "Measure quality": "evaluate",
+                    "Web app and HTTP API": "serve"}
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def _readme_flags() -> set[tuple[str, str]]:
+    """(command, --flag) for every flag the README names: in ```bash lines after ``colorgan COMMAND``, and in inline
+    code spans (that start with ``colorgan COMMAND``, or with a flag, in a section about one command)."""
+    found: set[tuple[str, str]] = set()
+    section, in_bash, pending = None, False, ""
+    for line in README.read_text().splitlines():
+        if line.startswith("```"):
+            in_bash, pending = line.strip() in ("```bash", "```sh", "```console"), ""
+            continue
+        if in_bash:
+            pending += " " + line.rstrip("\\")
+            if line.endswith("\\"):
+                continue
+            command, pending = re.search(r"\bcolorgan\s+(export\s+onnx|[a-z]+)(.*)", pending.split("#")[0]), ""
+            if command:
+                found |= {(command[1].replace("export ", "export-"), f) for f in FLAG.findall(command[2])}
+            continue
+        if line.startswith("## "):
+            section = SECTION_COMMANDS.get(line[3:].strip())
+        for span in re.findall(r"`([^`]+)`", line):
+            command = re.match(r"colorgan\s+(export\s+onnx|[a-z]+)(.*)", span)
+            if command:
+                found |= {(command[1].replace("export ", "export-"), f) for f in FLAG.findall(command[2])}
+            elif section and span.startswith("--"):
+                found |= {(section, f) for f in FLAG.findall(span)}
+    return found
+
+
+def _accepted(command: str) -> set[str]:
+    import typer
+
+    from colorgan.cli import app
+
+    group = typer.main.get_command(app)
+    cmd = group.commands["export"].commands["onnx"] if command == "export-onnx" else group.commands[command]
+    return {opt for param in cmd.params for opt in (*param.opts, *param.secondary_opts)} | {"--help"}
+
+
+def test_every_flag_the_readme_names_is_accepted_by_its_command():
+    flags = _readme_flags()
+    assert ("train", "--save-every") in flags and ("colorize", "--keep-color") in flags  # the parser finds both kinds
+    missing = sorted(f"colorgan {cmd.replace('-', ' ')} {flag}" for cmd, flag in flags if flag not in _accepted(cmd))
+    assert not missing, f"the README documents options that do not exist: {missing}"
+
+
+def test_version_prints_the_package_version():
+    from colorgan import __version__
+
+    result = _invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"colorgan {__version__}"
+
+
+@pytest.mark.parametrize("command", [["colorize"], ["train"], ["evaluate"], ["serve"], ["export", "onnx"], []])
+def test_help_shows_no_type_for_on_off_flags(command):
+    from typer.testing import CliRunner
+
+    from colorgan.cli import app
+
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output
+    flag_lines = [line for line in result.output.splitlines() if "--help" in line or "--quiet" in line]
+    assert flag_lines and all("<" not in line for line in flag_lines), flag_lines
+
+
+def test_train_help_shows_the_defaults_of_train_config():
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    from colorgan.cli import TRAIN_DEFAULTS, app
+    from colorgan.train import TrainConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    assert {k: str(v) for k, v in TRAIN_DEFAULTS.items()} == {k: str(defaults[k]) for k in TRAIN_DEFAULTS}
+    help_text = " ".join(CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "250"}).output.split())
+    for option, shown in [("--size", "256"), ("--epochs", "20"), ("--batch-size", "16"), ("--save-every", "500"),
+                          ("--stage", "gan"), ("--lr", "1e-4 pretrain, 2e-4 gan"), ("--out", "runs/colorgan")]:
+        assert re.search(re.escape(option) + r" .*?\[default: \(?" + re.escape(shown), help_text), option

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -160,11 +162,24 @@ def test_nothing_is_ever_written_over_an_input(photos: Path, tiny_model: Path) -
     assert (photos / "b.png").read_bytes() == before
 
 
-def test_two_inputs_with_the_same_output_are_refused(gray, tmp_path: Path, tiny_model: Path) -> None:
-    gray(tmp_path / "p" / "x.jpg")
-    gray(tmp_path / "p" / "x.png")
-    code, _, err = invoke("colorize", tmp_path / "p", "-o", tmp_path / "out", "--model", tiny_model)
-    assert code == 2 and "would both be written to" in err
+def test_colliding_stems_keep_their_source_extension_and_are_named_in_one_note(gray, tmp_path: Path, tiny_model: Path) -> None:
+    for name in ["photo.bmp", "photo.webp", "x.jpg", "x.png", "alone.jpg"]:
+        gray(tmp_path / "p" / name)
+    args = ("colorize", tmp_path / "p", "-o", tmp_path / "out", "--model", tiny_model)
+    code, out, err = invoke(*args)
+    assert code == 0 and "5 done" in out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["alone.png", "photo.bmp.png", "photo.webp.png", "x.jpg.png", "x.png.png"]
+    notes = [line for line in err.splitlines() if line.startswith("note: 4 inputs share a name")]
+    assert len(notes) == 1 and "photo.bmp -> photo.bmp.png" in notes[0] and "x.png -> x.png.png" in notes[0]
+    assert "0 done, 5 skipped" in invoke(*args)[1]
+
+
+def test_collisions_that_renaming_cannot_solve_are_all_refused_in_one_message(gray, tmp_path: Path, tiny_model: Path) -> None:
+    files = [gray(tmp_path / folder / name) for folder in ("a", "b") for name in ("x.jpg", "y.png")]
+    code, _, err = invoke("colorize", *files, "-o", tmp_path / "out", "--model", tiny_model)
+    assert code == 2 and len(err.splitlines()) == 1 and "2 output name(s) claimed twice" in err
+    assert f"{files[0]} and {files[2]} would both be written to" in err and f"{files[1]} and {files[3]} would both" in err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("missing,message", [("nowhere", "no such file or folder: "), ("*.nothing", "no images match ")])
@@ -214,3 +229,100 @@ def test_console_script_reports_a_bad_model_in_one_line_with_exit_code_2(gray, t
     assert run.returncode == 2
     assert run.stderr == f"error: no model file at {tmp_path / 'missing.safetensors'}\n"
     assert not (tmp_path / "colorized").exists()
+
+
+def test_output_folder_that_is_an_input_subfolder_has_its_photos_colorized_too(photos: Path, tiny_model: Path) -> None:
+    args = ("colorize", photos, "-o", photos / "sub", "--model", tiny_model)
+    code, out, _ = invoke(*args)
+    assert code == 0 and "3 done, 0 skipped" in out
+    assert (photos / "sub" / "sub" / "c.png").is_file()  # sub/c.tif, mirrored like every input
+    assert "0 done, 3 skipped" in invoke(*args)[1]  # colorgan's outputs in sub are not taken for photos
+
+
+def test_output_folder_equal_to_the_input_folder_resumes(gray, tmp_path: Path, tiny_model: Path) -> None:
+    root = tmp_path / "album"
+    gray(root / "a.jpg")
+    gray(root / "sub" / "c.tif")
+    args = ("colorize", root, "-o", root, "--model", tiny_model)
+    assert "2 done, 0 skipped" in invoke(*args)[1]
+    (root / "sub" / "c.png").unlink()  # as if the job had been killed before writing it
+    code, out, _ = invoke(*args)
+    assert code == 0 and "1 done, 1 skipped, 0 failed" in out
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png")) == ["a.png", "sub/c.png"]
+
+
+def test_stale_temporaries_of_planned_outputs_are_removed_and_nothing_else(photos: Path, tmp_path: Path, tiny_model: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    stale, fresh, foreign, other_name = (out / n for n in (".a.png.k3x_9qz0.tmp", ".b.png.abcdefgh.tmp", ".a.png.mine.tmp", ".z.png.abcdefgh.tmp"))
+    for path in (stale, fresh, foreign, other_name):
+        path.write_bytes(b"half a photo")
+    for path in (stale, foreign, other_name):
+        os.utime(path, (time.time() - 3600,) * 2)  # left by a run killed an hour ago
+    code, _, err = invoke("colorize", photos, "-o", out, "--model", tiny_model)
+    assert code == 0 and "removed 1 stale temporary file" in err
+    assert not stale.exists() and fresh.exists() and foreign.exists() and other_name.exists()
+
+
+@pytest.mark.parametrize("where", ["notes.txt/report.json", "folder.json"])
+def test_an_unwritable_report_is_refused_before_any_work(photos: Path, tmp_path: Path, tiny_model: Path, where: str) -> None:
+    (tmp_path / "folder.json").mkdir()
+    report = photos / where if where.startswith("notes") else tmp_path / where
+    code, _, err = invoke("colorize", photos, "-o", tmp_path / "out", "--report", report, "--model", tiny_model)
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith(f"error: cannot write --report {report}: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_report_that_fails_at_the_end_keeps_the_summary(photos: Path, tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(path, report):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("colorgan.batch.write_report", disk_full)
+    code, out, err = invoke("colorize", photos, "-o", tmp_path / "out", "--report", tmp_path / "r.json", "--model", tiny_model)
+    assert code == 1 and "3 done, 0 skipped, 0 failed" in out
+    assert f"error: cannot write the report {tmp_path / 'r.json'}: [Errno 28] No space left on device" in err
+
+
+def test_broken_symbolic_links_are_reported_as_skipped(photos: Path, tmp_path: Path, tiny_model: Path) -> None:
+    (photos / "gone.png").symlink_to(photos / "deleted.png")
+    (photos / "loop1.png").symlink_to(photos / "loop2.png")
+    (photos / "loop2.png").symlink_to(photos / "loop1.png")
+    report = tmp_path / "r.json"
+    code, out, _ = invoke("colorize", photos, "-o", tmp_path / "out", "--report", report, "--model", tiny_model)
+    assert code == 0 and "3 done, 3 skipped, 0 failed" in out
+    skipped = {Path(f["source"]).name: f["reason"] for f in json.loads(report.read_text())["files"] if f["status"] == "skipped"}
+    assert skipped == {"gone.png": "dangling symbolic link", "loop1.png": "symbolic link loop", "loop2.png": "symbolic link loop"}
+
+
+@pytest.mark.parametrize("name", ["x.tif", "x.gif", "x.BMP"])
+def test_an_output_file_in_a_format_colorgan_cannot_write_is_refused(gray, tmp_path: Path, tiny_model: Path, name: str) -> None:
+    source = gray(tmp_path / "in.png")
+    code, _, err = invoke("colorize", source, "-o", tmp_path / name, "--model", tiny_model)
+    assert code == 2 and f"colorgan cannot write {Path(name).suffix.lower()} files" in err
+    assert not (tmp_path / name).exists()
+
+
+def test_a_photo_named_like_an_output_is_still_a_photo(gray, tmp_path: Path, tiny_model: Path) -> None:
+    root = tmp_path / "album"
+    gray(root / "x.jpg")
+    before = gray(root / "x.png").read_bytes()  # a real photo, not colorgan's output of x.jpg
+    args = ("colorize", root, "-o", root, "--model", tiny_model)
+    assert "2 done, 0 skipped" in invoke(*args)[1]
+    assert sorted(p.name for p in root.iterdir()) == ["x.jpg", "x.jpg.png", "x.png", "x.png.png"]
+    assert (root / "x.png").read_bytes() == before
+    assert "0 done, 2 skipped" in invoke(*args)[1]
+
+
+def test_a_second_job_on_the_same_output_folder_is_refused_while_the_first_runs(photos: Path, tmp_path: Path, tiny_model: Path) -> None:
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "out"
+    out.mkdir()
+    from colorgan.batch import lock_path
+
+    with lock_path(out).open("a") as held:  # what a running job holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code, _, err = invoke("colorize", photos, "-o", out, "--model", tiny_model)
+        assert code == 2 and "another colorgan job is writing to" in err
+        assert not any(out.glob("*.png"))  # it did no work
+    code, out_text, _ = invoke("colorize", photos, "-o", out, "--model", tiny_model)
+    assert code == 0 and "3 done" in out_text  # once the first job is gone, the folder is free

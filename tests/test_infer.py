@@ -415,3 +415,20 @@ def test_a_model_with_nan_weights_is_a_user_error(tmp_path) -> None:
     save_pretrained(generator, tmp_path / "diverged", size=64)
     with pytest.raises(UserError, match="NaN or infinite weights"):
         Colorizer.from_pretrained(tmp_path / "diverged")
+
+
+def test_float_and_32_bit_tiffs_keep_their_picture(tmp_path: Path, gray_gradient) -> None:
+    """NaN or inf pixels do not blacken the photo, and values past 16 bits are not clipped to white."""
+    reference = read_photo(gray_gradient(60, 40)).luminance()
+    base = gray_gradient(60, 40).astype(np.float64) / 255.0
+    with_holes = base.astype(np.float32)
+    with_holes[0, :3] = [np.nan, np.inf, -np.inf]
+    wide = (base * 4e6).astype(np.int32)  # 32-bit sensor counts far above 65535
+    for name, array, mode in [("holes.tif", with_holes, "F"), ("wide.tif", wide, "I")]:
+        Image.fromarray(array, mode).save(tmp_path / name)
+        got = read_photo(tmp_path / name).luminance()
+        assert (got[1:] - reference[1:]).abs().max() < 1.0, name  # the same picture (to within 8-bit rounding)
+    empty = np.full((8, 8), np.nan, dtype=np.float32)
+    Image.fromarray(empty, "F").save(tmp_path / "nan.tif")
+    with pytest.raises(PhotoError, match="no pixel has a finite value"):
+        read_photo(tmp_path / "nan.tif")

@@ -275,3 +275,42 @@ def test_imagenet_encoder_with_conditioning_starts_by_ignoring_it(tmp_path):
 def test_unet_only_maps_l_to_ab():
     with pytest.raises(ValueError, match="in_channels=1"):
         build_generator("unet", in_channels=3)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m.update(config=[1, 2]),
+        lambda m: m["config"].update(base_channels="8"),
+        lambda m: m["config"].update(num_downs=5.5),
+        lambda m: m["config"].update(base_channels=None),
+        lambda m: m["config"].update(cond_channels=-1),
+        lambda m: m["config"].update(unknown=1),
+        lambda m: m.update(generator=5),
+        lambda m: m.update(training=[1]),
+        lambda m: m["config"].update(dropout=3),
+        lambda m: m.update(generator="resunet", config={"encoder": "resnet18", "decoder_channels": "abc"}),
+        lambda m: m.update(generator="resunet", config={"encoder": ["resnet18"]}),
+    ],
+    ids=["config-list", "str-number", "float-depth", "none-number", "negative-cond", "unknown-arg", "int-generator",
+         "training-list", "dropout-3", "decoder-str", "encoder-list"],
+)
+def test_every_kind_of_bad_model_json_is_one_user_error_through_the_python_api(tmp_path, edit):
+    from colorgan import Colorizer
+
+    save_pretrained(build_generator("unet", base_channels=8, num_downs=5), tmp_path, size=32)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    edit(meta)
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError):
+        Colorizer.from_pretrained(tmp_path, device="cpu")
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 64, (10**12).to_bytes(8, "little") + b"{}"], ids=["empty", "zeros", "huge-header"])
+def test_damaged_weights_are_one_user_error(tmp_path, content):
+    from colorgan import Colorizer
+
+    save_pretrained(build_generator("unet", base_channels=8, num_downs=5), tmp_path, size=32)
+    (tmp_path / "model.safetensors").write_bytes(content)
+    with pytest.raises(UserError, match="cannot read"):
+        Colorizer.from_pretrained(tmp_path, device="cpu")

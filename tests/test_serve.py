@@ -8,6 +8,7 @@ stream are also tested directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import time
@@ -187,3 +188,206 @@ def test_capped_receive_stops_big_and_slow_bodies() -> None:
         assert slow.value.status == 408
 
     asyncio.run(scenario())
+
+
+# --- start-up: a taken port, and what killed servers left behind ---------------------------
+
+def test_busy_port_is_a_clear_error_with_exit_2(tiny_model: Path, tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = subprocess.run(
+            [sys.executable, "-c", "from colorgan.cli import main; main()", "serve", "--model", str(tiny_model),
+             "--host", "127.0.0.1", "--port", str(port)],
+            capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, "TMPDIR": str(tmp_path), "GRADIO_ANALYTICS_ENABLED": "False"},
+        )
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"port {port} is already in use; pick another with --port" in run.stderr
+    assert "serving on" not in run.stdout + run.stderr  # no URL is announced for a server that never listens
+    assert "Traceback" not in run.stderr and "Errno" not in run.stderr
+
+
+def test_listening_socket_refuses_a_taken_port_and_a_bad_address() -> None:
+    import socket
+
+    from colorgan.errors import UserError
+    from colorgan.serve.server import listening_socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(UserError, match=f"port {port} is already in use; pick another with --port"):
+            listening_socket("127.0.0.1", port)
+    with pytest.raises(UserError, match="cannot listen on"):
+        listening_socket("no-such-host.invalid", 0)
+    sock = listening_socket("127.0.0.1", 0)
+    try:
+        assert sock.getsockname()[1] > 0
+    finally:
+        sock.close()
+
+
+_KILLED_SERVER = """
+import os, signal, sys
+from colorgan.serve.workdir import make_workdir
+(make_workdir(sys.argv[1]) / "upload.jpg").write_bytes(b"x" * 1000)  # the upload in flight
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_folders_of_killed_servers_are_removed_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    from colorgan.serve import ColorizeService, ServeSettings
+    from colorgan.serve.workdir import make_workdir, remove_stale_workdirs
+
+    killed = subprocess.run([sys.executable, "-c", _KILLED_SERVER, str(tmp_path)], capture_output=True, check=False)
+    assert killed.returncode == -9
+    (dead,) = tmp_path.glob("colorgan-serve-*")
+    assert (dead / "upload.jpg").exists()
+    live = make_workdir(tmp_path)  # a server still running (this process)
+    dead_pid = dead.name.removeprefix("colorgan-serve-").split("@")[0]
+    other_host = tmp_path / f"colorgan-serve-{dead_pid}@00000000-abc"  # another machine's, sharing the folder
+    old_style = tmp_path / "colorgan-serve-k3j4l5m6"  # no owner recorded: not ours to judge
+    unrelated = tmp_path / "someone-else-123"
+    for folder in (other_host, old_style, unrelated):
+        folder.mkdir()
+        (folder / "file").write_text("keep")
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    service = ColorizeService(object(), ServeSettings())  # type: ignore[arg-type]
+    try:
+        assert not dead.exists()
+        assert live.is_dir() and service.workdir.is_dir() and service.workdir.parent == tmp_path
+        assert all((folder / "file").exists() for folder in (other_host, old_style, unrelated))
+        assert remove_stale_workdirs(tmp_path) == []  # nothing more: every other folder is alive or not ours
+    finally:
+        service.close()
+    assert not service.workdir.exists()
+
+
+# --- slow and idle clients -----------------------------------------------------------------
+
+def _half_open(port: int, count: int, payload: bytes) -> list:
+    import socket
+
+    held = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(payload)
+        held.append(sock)
+    return held
+
+
+def _closed_by_server(sock, within_s: float) -> bool:
+    sock.settimeout(within_s)
+    try:
+        while sock.recv(4096):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.fixture
+def guarded_server() -> Iterator[tuple[int, type]]:
+    """A uvicorn with the guarded protocol (short deadlines, 4 connections per address) on a tiny app, in a thread."""
+    import json
+    import threading
+
+    import uvicorn
+
+    from colorgan.serve.connections import GuardedH11Protocol
+    from colorgan.serve.server import listening_socket
+
+    async def app(scope, receive, send) -> None:  # answers {"bytes": N} once the whole body is in
+        if scope["type"] != "http":
+            return
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            size += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": json.dumps({"bytes": size}).encode()})
+
+    protocol = GuardedH11Protocol.configured(body_timeout_s=1.0, header_timeout_s=1.0, max_per_client=4)
+    sock = listening_socket("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, http=protocol, log_config=None, lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    port = sock.getsockname()[1]
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield port, protocol
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def test_slow_heads_and_bodies_are_closed_at_their_deadline(guarded_server) -> None:
+    port, _ = guarded_server
+    (half_head,) = _half_open(port, 1, b"GET /ok HTTP/1.1\r\nHost: x\r\n")
+    (silent,) = _half_open(port, 1, b"")
+    (stalled_body,) = _half_open(port, 1, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
+    (trickle,) = _half_open(port, 1, b"G")
+    started = time.monotonic()
+    for byte in b"ET /ok HTTP/1.1\r\n":  # a byte every 0.1 s: more bytes do not extend the deadline
+        if time.monotonic() - started > 1.6:
+            break
+        with contextlib.suppress(OSError):
+            trickle.sendall(bytes([byte]))
+        time.sleep(0.1)
+    for name, sock in {"half head": half_head, "silent": silent, "stalled body": stalled_body, "trickle": trickle}.items():
+        assert _closed_by_server(sock, within_s=3), f"{name}: a slow client kept its connection past the deadline"
+        sock.close()
+    assert time.monotonic() - started < 5
+    # a prompt request still works, with its body
+    assert httpx.post(f"http://127.0.0.1:{port}/echo", content=b"x" * 5000, timeout=5).json() == {"bytes": 5000}
+
+
+def test_idle_connections_are_capped_per_address_without_locking_anyone_out(guarded_server) -> None:
+    port, _ = guarded_server
+    held = _half_open(port, 20, b"GET /ok HTTP/1.1\r\n")  # 20 half-sent heads, 4 allowed per address
+    try:
+        with httpx.Client(timeout=5) as client:
+            for _ in range(3):
+                assert client.get(f"http://127.0.0.1:{port}/ok").json() == {"bytes": 0}
+        closed = sum(_closed_by_server(sock, within_s=0.3) for sock in held[:-3])
+        assert closed >= 15, "the oldest idle connections make room for new ones"
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_200_half_open_connections_leave_health_and_colorization_answering(server: Server, jpeg_bytes) -> None:
+    port = int(server.url.rsplit(":", 1)[1])
+    held = _half_open(port, 200, b"GET /api/health HTTP/1.1\r\nHost: x\r\n")
+    held += _half_open(port, 10, b"POST /api/colorize HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+                                 b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n")
+    try:
+        started = time.monotonic()
+        assert httpx.get(f"{server.url}/api/health", timeout=5).status_code == 200
+        response = post(server, jpeg_bytes((120, 90)))
+        assert response.status_code == 200, response.text
+        assert time.monotonic() - started < 10
+    finally:
+        for sock in held:
+            sock.close()

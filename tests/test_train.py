@@ -13,7 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from colorgan.errors import UserError
-from colorgan.evaluate import EVAL_SIZE, EvalSettings, evaluate
+from colorgan.evaluate import EVAL_SIZE, GRID_HEADER, EvalSettings, evaluate
 from colorgan.losses import LOSS_NAMES, GANLoss
 from colorgan.models import PatchGAN, build_generator, load_pretrained, save_pretrained
 from colorgan.train import Nets, TrainConfig, latest_checkpoint, resolve_precision, run_training, train_step
@@ -47,7 +47,7 @@ def test_two_epoch_gan_smoke_run_writes_every_artifact(make_photos, tmp_path, ge
         assert float(row["Loss_G"]) == pytest.approx(float(row["Loss_G_GAN"]) + float(row["Loss_G_L1"]), abs=1e-3)
         assert row["photos"] == "8"
     # gray | prediction | truth, one validation photo per row, as `colorgan evaluate --save-grid` draws them
-    assert Image.open(run / "samples" / "epoch_0002.png").size == (3 * EVAL_SIZE, 2 * EVAL_SIZE)
+    assert Image.open(run / "samples" / "epoch_0002.png").size == (3 * EVAL_SIZE, GRID_HEADER + 2 * EVAL_SIZE)
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert latest_checkpoint(run) is not None
     state = torch.load(latest_checkpoint(run) / "state.pt", weights_only=True)  # no pickle needed to resume
@@ -304,3 +304,88 @@ def test_train_step_gives_the_conditioning_to_the_generator_only():
     assert seen["generator"] == [[1, 3]]  # L and the hints
     assert seen["discriminator"] == [[1, 2]] * 3  # (L, ab) pairs: fake, real, and fake again for G's loss
     assert set(losses) == set(LOSS_NAMES)
+
+
+def _two_checkpoints(tmp_path: Path) -> Checkpointer:
+    """A run folder with intact checkpoints step-2 and step-4 (LATEST names step-4), states as a resume reads them."""
+    checkpointer = Checkpointer(run=tmp_path / "run", keep=2)
+    net = torch.nn.Linear(2, 2)
+    for step in (2, 4):
+        state = {"epoch": 0, "step_in_epoch": step, "global_step": step, "history": [], "meters": {},
+                 "rng": {"torch": torch.get_rng_state()}, "opt_g": {}}
+        checkpointer.save(step, modules={"generator": net}, state=state)
+    return checkpointer
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGES = {
+    "truncated state": (lambda root: _truncate(root / "step-000000004" / "state.pt"), "step-000000004"),
+    "empty state": (lambda root: (root / "step-000000004" / "state.pt").write_bytes(b""), "0 bytes"),
+    "truncated weights": (lambda root: _truncate(root / "step-000000004" / "generator.safetensors"), "generator.safetensors"),
+    "empty weights": (lambda root: (root / "step-000000004" / "generator.safetensors").write_bytes(b""), "0 bytes"),
+    "LATEST names a missing folder": (lambda root: (root / "LATEST").write_text("step-000000009\n"), "step-000000009"),
+    "LATEST is garbage": (lambda root: (root / "LATEST").write_bytes(b"\x00\xff garbage \x9c"), "LATEST"),
+    "LATEST is missing": (lambda root: (root / "LATEST").unlink(), "LATEST"),
+    "latest folder deleted": (lambda root: __import__("shutil").rmtree(root / "step-000000004"), "step-000000004"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_resume_falls_back_to_the_newest_intact_checkpoint_and_says_which(tmp_path, caplog, damage):
+    checkpointer = _two_checkpoints(tmp_path)
+    spoil, named = DAMAGES[damage]
+    spoil(checkpointer.root)
+    checkpoint = checkpointer.resume_point(resume=True)
+    expected = "step-000000004" if damage.startswith("LATEST") else "step-000000002"
+    assert checkpoint.folder.name == expected and checkpoint.state["global_step"] == int(expected[-1])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and expected in warnings[0] and named in warnings[0], warnings
+    assert latest_checkpoint(checkpointer.run) == checkpoint.folder
+    with pytest.raises(UserError, match="already holds a training run"):  # a damaged run is still never overwritten
+        checkpointer.resume_point(resume=False)
+
+
+def test_when_no_checkpoint_is_intact_the_error_names_every_reason(tmp_path):
+    checkpointer = _two_checkpoints(tmp_path)
+    for step in ("step-000000002", "step-000000004"):
+        (checkpointer.root / step / "state.pt").write_bytes(b"")
+    with pytest.raises(UserError) as caught:
+        checkpointer.resume_point(resume=True)
+    message = str(caught.value)
+    assert message.startswith("cannot read checkpoint") and message.count("state.pt is empty (0 bytes)") == 2
+    assert not message.rstrip().endswith(":")  # a 0-byte file's EOFError has no message: never an empty reason
+
+
+def test_a_run_resumed_past_a_damaged_checkpoint_trains_on_and_drops_it(make_photos, tmp_path, caplog):
+    data = make_photos(8)
+    run = tmp_path / "run"
+    run_training(_config(data, run, epochs=2, save_every=1, val=None))  # steps 1..4; step-3 and step-4 kept
+    (run / "checkpoint" / "step-000000004" / "state.pt").write_bytes(b"")
+    result = run_training(_config(data, run, epochs=3, save_every=0, val=None, resume=True))
+    assert any("step-000000003" in r.getMessage() and "0 bytes" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert len(result.history) == 3 and latest_checkpoint(run).name == "step-000000006"
+    assert sorted(p.name for p in (run / "checkpoint").iterdir()) == ["LATEST", "step-000000004", "step-000000006"]
+
+
+def test_the_log_counts_photos_found_skipped_with_reasons_and_used_per_epoch(make_photos, tmp_path, caplog):
+    caplog.set_level("INFO")
+    data = make_photos(9)
+    Image.new("L", (40, 40), 90).save(data / "old_gray.png")
+    (data / "broken.jpg").write_bytes(b"garbage")
+    # batch 4: 9 usable photos make 2 full batches; the 9th sits out (the partial batch is dropped)
+    run_training(_config(data, tmp_path / "run", epochs=1, val=None, batch_size=4, save_every=0))
+    messages = [r.getMessage() for r in caplog.records]
+    start = next(m for m in messages if m.startswith("training "))
+    assert "on 9 photos: 11 found, 2 skipped (1 grayscale, 1 unreadable)" in start
+    assert any("each epoch trains on 8 of the 9 photos" in m and "other 1" in m for m in messages)
+    epoch = next(m for m in messages if m.startswith("epoch 1:"))
+    assert "trained on 8 photos of 11 found, 2 skipped (1 grayscale, 1 unreadable), 1 sat out" in epoch
+    # every skipped file is reported with its reason, whichever batch it would have fallen into
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("old_gray.png" in w and "grayscale" in w for w in warnings)
+    assert any("broken.jpg" in w for w in warnings)
+    row = _rows(tmp_path / "run")[0]
+    assert (row["photos"], row["skipped"]) == ("8", "2")

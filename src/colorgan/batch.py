@@ -1,25 +1,48 @@
 """``colorgan colorize`` as a batch job: which files, where each output goes, and a run that never loses work.
 
 Every output is written to a temporary file and renamed, and outputs that already exist
-are skipped, so a killed job resumes by running it again. A file that fails gets one
+are skipped, so a killed job resumes by running it again (and removes the temporaries the
+killed one left). Outputs among the inputs are recognized as colorgan's own. A file that fails gets one
 ``error: FILE: REASON`` line and the run goes on. Everything that can be checked up front
 (options, inputs, output paths) is checked before the first photo is touched.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import contextlib
+import errno
+import hashlib
+import os
+import tempfile
+import time
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from .errors import PhotoError, UserError
-from .files import FORMATS, SUFFIX_FORMATS, is_image_file, save_image, write_report
+from .files import (
+    FORMATS,
+    IMAGE_SUFFIXES,
+    SUFFIX_FORMATS,
+    TEMP_NAME,
+    is_image_name,
+    save_image,
+    write_report,
+    written_by_colorgan,
+)
 from .infer import Colorizer, ModelOptions
 from .photo import read_photo
 
@@ -27,12 +50,15 @@ SAMPLE = Path(__file__).parent / "assets" / "samples" / "camera.jpg"
 DEFAULT_OUT = Path("colorized")
 
 Status = Literal["done", "skipped", "failed"]
+# A temporary of a planned output older than this (seconds) was left by a killed run, not one writing now.
+STALE_TEMP_AGE = 300
 
 
 @dataclass(frozen=True)
 class Task:
     source: Path
     output: Path
+    skip: str | None = None  # why it is reported as skipped without being read (a broken link)
 
 
 @dataclass(frozen=True)
@@ -73,34 +99,85 @@ class ColorizeJob(ModelOptions):
     def plan(self) -> tuple[list[Task], str]:
         """The (input, output) pairs and the output format; refuses any output that is an input."""
         out = self.out or DEFAULT_OUT
-        if out.suffix.lower() in SUFFIX_FORMATS and not out.is_dir():
-            fmt = SUFFIX_FORMATS[out.suffix.lower()]
-            if self.fmt not in (None, fmt):
-                raise UserError(f"--format {self.fmt} contradicts the output file name {out}")
-            found = _unique(f for item in self.inputs for f in _expand(item, exclude=None))
+        found, broken = _find(self.inputs)
+        if _names_a_file(out):
+            fmt = _file_format(out, self.fmt)
             if len(found) != 1:
                 raise UserError(f"-o {out} names one file but there are {len(found)} inputs; give a folder instead")
             tasks = [Task(found[0][0], out)]
+            outputs = {source: out for source, _, _ in broken}
         else:
             fmt = self.fmt or "png"
-            found = _unique(f for item in self.inputs for f in _expand(item, exclude=out.resolve()))
             suffix = FORMATS[fmt][1]
-            tasks = [Task(source, out / source.relative_to(base).with_suffix(suffix)) for source, base in found]
+            tasks = _mirror(found, out, suffix)
+            outputs = {source: out / source.relative_to(base).with_suffix(suffix) for source, base, _ in broken}
         _check_outputs(tasks)
-        return tasks, fmt
+        return tasks + [Task(source, outputs[source], reason) for source, _, reason in broken], fmt
 
     def run(self, console: Console, *, progress: bool = True) -> list[Outcome]:
         """Validate, plan, load the model, colorize every task; writes the report if asked."""
         self.validate()
         tasks, fmt = self.plan()
+        if self.report is not None:
+            _check_writable(self.report)
+        _note_renamed(tasks, console)
         colorizer = self.load_colorizer()
         size = colorizer.check_size(self.size)
-        outcomes = _Runner(colorizer, console, size=size, fmt=fmt, quality=self.quality, keep_color=self.keep_color).run(
-            tasks, overwrite=self.overwrite, batch_size=self.batch_size, progress=progress
-        )
+        out = self.out or DEFAULT_OUT
+        with _output_lock(out.parent if _names_a_file(out) else out):
+            removed = _remove_stale_temps([t.output for t in tasks] + ([self.report] if self.report else []))
+            if removed:
+                _say(console, f"note: removed {removed} stale temporary file{'s' * (removed > 1)} left by an interrupted run")
+            outcomes = _Runner(colorizer, console, size=size, fmt=fmt, quality=self.quality, keep_color=self.keep_color).run(
+                tasks, overwrite=self.overwrite, batch_size=self.batch_size, progress=progress
+            )
         if self.report is not None:
-            write_report(self.report, {"summary": count(outcomes), "files": [asdict(o) for o in outcomes]})
+            try:
+                write_report(self.report, {"summary": count(outcomes), "files": [asdict(o) for o in outcomes]})
+            except OSError as exc:  # the work is done: hand the outcomes on with the error, so no summary is lost
+                raise ReportNotWritten(f"cannot write the report {self.report}: {exc}", outcomes) from None
         return outcomes
+
+
+def _names_a_file(out: Path) -> bool:
+    """``-o`` names one output file (rather than a folder) when it ends in an image suffix."""
+    return out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir()
+
+
+def lock_path(folder: Path) -> Path:
+    """The lock file of an output folder: in the temp folder, named by the folder's absolute path,
+    so the user's folder gets no extra file and the lock never has to be deleted."""
+    key = hashlib.sha256(str(folder.absolute().resolve()).encode()).hexdigest()[:24]
+    return Path(tempfile.gettempdir()) / f"colorgan-{os.getuid() if hasattr(os, 'getuid') else 0}-{key}.lock"
+
+
+@contextlib.contextmanager
+def _output_lock(folder: Path) -> Iterator[None]:
+    """Hold the output folder for this job: a second job on the same folder is refused at once,
+    instead of both doing all the work. The OS drops the lock when the process ends, even by kill -9."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; jobs on one folder are not kept apart
+        yield
+        return
+    try:
+        handle = lock_path(folder).open("a")
+    except OSError as exc:
+        raise UserError(f"cannot create the lock for {folder} in {tempfile.gettempdir()}: {exc.strerror or exc}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another colorgan job is writing to {folder}; wait for it to finish or choose another -o") from None
+        yield
+
+
+class ReportNotWritten(UserError):
+    """The photos were colorized but ``--report`` could not be written; ``outcomes`` keeps what was done."""
+
+    def __init__(self, message: str, outcomes: list[Outcome]) -> None:
+        super().__init__(message)
+        self.outcomes = outcomes
 
 
 def count(outcomes: Sequence[Outcome]) -> dict[str, int]:
@@ -109,11 +186,38 @@ def count(outcomes: Sequence[Outcome]) -> dict[str, int]:
     return {status: counts[status] for status in ("done", "skipped", "failed")}
 
 
-def _expand(item: str, *, exclude: Path | None) -> list[tuple[Path, Path]]:
-    """(image file, the folder it is mirrored below) for a file, a folder (recursive) or a glob."""
+def _say(console: Console, line: str) -> None:
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _file_format(out: Path, fmt: str | None) -> str:
+    """The format of an output file name; an image suffix colorgan cannot write is refused, not taken for a folder."""
+    suffix = out.suffix.lower()
+    if suffix not in SUFFIX_FORMATS:
+        raise UserError(f"-o {out}: colorgan cannot write {suffix} files; name a {', '.join(SUFFIX_FORMATS)} file, or a folder")
+    if fmt not in (None, SUFFIX_FORMATS[suffix]):
+        raise UserError(f"--format {fmt} contradicts the output file name {out}")
+    return SUFFIX_FORMATS[suffix]
+
+
+def _find(items: Sequence[str]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path, str]]]:
+    """(image, the folder it is mirrored below) for every input, once; and the broken links among them, with why."""
+    found: dict[Path, tuple[Path, Path]] = {}
+    broken: dict[str, tuple[Path, Path, str]] = {}
+    for item in items:
+        images, links = _expand(item)
+        for source, base in images:  # a file named twice (e.g. a file and its folder): the first mention decides
+            found.setdefault(source.resolve(), (source, base))
+        for link in links:
+            broken.setdefault(os.path.abspath(link[0]), link)  # resolve() raises on a link loop
+    return list(found.values()), list(broken.values())
+
+
+def _expand(item: str) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path, str]]]:
+    """:func:`_find` for a file, a folder (recursive) or a glob."""
     path = Path(item)
     if path.is_file():
-        return [(path, path.parent)]
+        return [(path, path.parent)], []
     if path.is_dir():
         base, candidates, missing = path, path.rglob("*"), f"no images in folder {item}"
     elif any(c in item for c in "*?["):
@@ -123,37 +227,116 @@ def _expand(item: str, *, exclude: Path | None) -> list[tuple[Path, Path]]:
         candidates = base.glob(str(Path(*parts[magic:])))
     else:
         raise UserError(f"no such file or folder: {item}")
-    if exclude is not None and (exclude == base.resolve() or not exclude.is_relative_to(base.resolve())):
-        exclude = None  # only an output folder strictly inside the input folder is left out
-    found = sorted((f, base) for f in candidates if _is_image_below(f, base, exclude))
-    if not found:
+    found, broken = [], []
+    for file in sorted(f for f in candidates if is_image_name(f, base)):
+        if file.is_file():
+            found.append((file, base))
+        elif reason := _broken_link(file):
+            broken.append((file, base, reason))
+    if not found and not broken:
         raise UserError(missing)
-    return found
+    return found, broken
 
 
-def _is_image_below(file: Path, base: Path, exclude: Path | None) -> bool:
-    """An image file below ``base`` by the rule every command shares, and outside ``exclude`` (the output folder)."""
-    return is_image_file(file, base) and not (exclude is not None and file.resolve().is_relative_to(exclude))
+def _broken_link(path: Path) -> str | None:
+    """Why a symbolic link named like an image leads to no file (None if it is no broken link):
+    such links are reported as skipped, never left out without a word."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except OSError as exc:
+        return "symbolic link loop" if exc.errno == errno.ELOOP else "dangling symbolic link"
+    return None
 
 
-def _unique(found: Iterator[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
-    """Drop files named twice (e.g. a file and its folder); the first mention decides the output."""
-    seen: dict[Path, tuple[Path, Path]] = {}
-    for source, base in found:
-        seen.setdefault(source.resolve(), (source, base))
-    return list(seen.values())
+def _mirror(found: Sequence[tuple[Path, Path]], out: Path, suffix: str) -> list[Task]:
+    """Tasks that mirror each input's path below ``out`` with ``suffix``.
+
+    Inputs whose stems collide in one output (``photo.bmp`` and ``photo.webp``) keep their source
+    extension instead (``photo.bmp.png``, ``photo.webp.png``), so a folder never needs to be split
+    by hand. Outputs of an earlier run found among the inputs (``-o`` inside or equal to an input
+    folder) are recognized by these planned names and their Software tag, and left out, before and
+    after that renaming.
+    """
+    plain = {source: out / source.relative_to(base).with_suffix(suffix) for source, base in found}
+    sources = _inputs_only(plain)
+    claims = Counter(plain[s].resolve() for s in sources)
+    planned = {s: plain[s].with_name(s.name + suffix) if claims[plain[s].resolve()] > 1 else plain[s] for s in sources}
+    return [Task(s, planned[s]) for s in _inputs_only(planned)]
+
+
+def _inputs_only(planned: dict[Path, Path]) -> list[Path]:
+    """The sources that are not colorgan's own output of an earlier run: the planned output of another
+    source that colorgan wrote (its Software tag says so; a real ``x.png`` beside ``x.jpg`` is a photo)."""
+    claimed_by: dict[Path, set[Path]] = defaultdict(set)
+    for source, output in planned.items():
+        claimed_by[output.resolve()].add(source)
+    return [s for s in planned if not (claimed_by.get(s.resolve(), set()) - {s} and written_by_colorgan(s))]
 
 
 def _check_outputs(tasks: Sequence[Task]) -> None:
+    """Refuse outputs that would overwrite an input or that several inputs share, listing every case in one message."""
     inputs = {t.source.resolve(): t.source for t in tasks}
-    claimed: dict[Path, Path] = {}
+    claims: dict[Path, list[Task]] = defaultdict(list)
     for task in tasks:
-        target = task.output.resolve()
-        if target in inputs:
-            raise UserError(f"refusing to write over the input {inputs[target]}; choose another output (-o) or --format")
-        if target in claimed:
-            raise UserError(f"{claimed[target]} and {task.source} would both be written to {task.output}; colorize them separately")
-        claimed[target] = task.source
+        claims[task.output.resolve()].append(task)
+    overwritten = [str(inputs[target]) for target in claims if target in inputs]
+    if overwritten:
+        what = f"the input {overwritten[0]}" if len(overwritten) == 1 else f"{len(overwritten)} inputs: {', '.join(overwritten)}"
+        raise UserError(f"refusing to write over {what}; choose another output (-o) or --format")
+    shared = [group for group in claims.values() if len(group) > 1]
+    if shared:
+        lines = [f"{' and '.join(str(t.source) for t in group)} would {'both' if len(group) == 2 else 'all'} be written to {group[0].output}" for group in shared]
+        raise UserError(f"{len(shared)} output name(s) claimed twice: {'; '.join(lines)}; colorize them into separate folders")
+
+
+def _check_writable(report: Path) -> None:
+    """Fail before any work, not with a traceback after it, if the report cannot be written."""
+    if report.is_dir():
+        raise UserError(f"cannot write --report {report}: it is a folder")
+    folder = report.parent
+    while not folder.exists() and folder != folder.parent:  # missing folders would be made
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write --report {report}: {exc.strerror or exc}") from None
+
+
+def _note_renamed(tasks: Sequence[Task], console: Console) -> None:
+    """Say, in one line, which outputs keep their source extension because stems collide (see :func:`_mirror`)."""
+    renamed = [t for t in tasks if t.output.name == t.source.name + t.output.suffix and t.skip is None]
+    if renamed:
+        names = ", ".join(f"{t.source} -> {t.output.name}" for t in renamed)
+        _say(console, f"note: {len(renamed)} inputs share a name, so their outputs keep the source extension: {names}")
+
+
+def _remove_stale_temps(outputs: Sequence[Path], *, older_than: float = STALE_TEMP_AGE) -> int:
+    """Remove the temporaries :func:`files.atomic_output` made for these outputs and a killed run left
+    behind (SIGKILL skips its cleanup); returns how many.
+
+    Only names of exactly that pattern, for exactly these outputs, are touched, and only once they are
+    ``older_than`` seconds old, so a job writing the same folder right now keeps its files.
+    """
+    wanted: dict[Path, set[str]] = defaultdict(set)
+    for output in outputs:
+        wanted[output.parent].add(output.name)
+    removed, now = 0, time.time()
+    for folder, names in wanted.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            match = TEMP_NAME.fullmatch(entry.name)
+            if match and match["name"] in names and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    if now - entry.stat(follow_symlinks=False).st_mtime > older_than:
+                        os.unlink(entry.path)
+                        removed += 1
+    return removed
 
 
 class _FilesPerSecond(ProgressColumn):
@@ -176,7 +359,9 @@ class _Runner:
     def run(self, tasks: Sequence[Task], *, overwrite: bool, batch_size: int, progress: bool) -> list[Outcome]:
         todo = []
         for task in tasks:
-            if overwrite or not task.output.exists():
+            if task.skip is not None:
+                self._finish(task, "skipped", task.skip)
+            elif overwrite or not task.output.exists():
                 todo.append(task)
             else:
                 self._finish(task, "skipped", "output exists")
@@ -229,5 +414,5 @@ class _Runner:
             reason = "out of memory"
         else:
             reason = str(exc) or type(exc).__name__
-        self.console.print(f"error: {task.source}: {reason}", markup=False, highlight=False, soft_wrap=True)
+        _say(self.console, f"error: {task.source}: {reason}")
         self._finish(task, "failed", reason)

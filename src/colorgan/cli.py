@@ -21,7 +21,26 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from . import __version__
 from .errors import UserError
+
+
+def _flags_take_no_value() -> None:
+    """Typer's rich help prints every option's type, so an on/off flag (``--quiet``, even ``--help``)
+    reads ``<bool>`` as if it took a value; a flag gets no type column, as in click's plain help."""
+    option = getattr(typer.core, "TyperOption", None)
+    display = getattr(option, "display_type_rich", None)
+    if display is None or getattr(display, "_colorgan", False):
+        return
+
+    def display_type_rich(self, ctx):  # typer's signature
+        return None if getattr(self, "is_flag", False) else display(self, ctx)
+
+    display_type_rich._colorgan = True
+    option.display_type_rich = display_type_rich
+
+
+_flags_take_no_value()
 
 app = typer.Typer(
     name="colorgan",
@@ -51,42 +70,68 @@ def _setup_logging(quiet: bool = False) -> None:
     )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"colorgan {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print colorgan's version and exit.")] = False,
+) -> None:
     """colorgan: conditional-GAN colorization in L*a*b* space."""
 
 
 # --- train -----------------------------------------------------------------------------
 
+# TrainConfig's defaults, for the help: the flags themselves default to None so that a --config file
+# can set what a flag leaves out. Kept here so `colorgan train --help` needs no torch import;
+# tests/test_cli_train.py checks that they equal TrainConfig's.
+TRAIN_DEFAULTS = {
+    "stage": "gan", "generator": "resunet", "encoder": "efficientnet_lite0", "encoder_weights": "imagenet",
+    "val_limit": 64, "size": 256, "batch_size": 16, "epochs": 20, "lambda_l1": 100.0, "gan_mode": "vanilla",
+    "balance": 0.0, "workers": 2, "seed": 0, "mixed_precision": "auto", "out": "runs/colorgan",
+    "save_every": 500, "samples": 4,
+}
+
+
+def _train_default(name: str) -> str:
+    return str(TRAIN_DEFAULTS[name])
+
+
 @app.command()
 def train(
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML file with any of the keys below; flags override it.")] = None,
-    stage: Annotated[Optional[str], typer.Option(help="pretrain (L1 only) or gan (adversarial + lambda*L1).")] = None,
-    generator: Annotated[Optional[str], typer.Option(help="unet or resunet.")] = None,
-    encoder: Annotated[Optional[str], typer.Option(help="resunet encoder: efficientnet_lite0 or resnet18.")] = None,
-    encoder_weights: Annotated[Optional[str], typer.Option(help="imagenet, a weights file, or none for random init.")] = None,
+    stage: Annotated[Optional[str], typer.Option(show_default=_train_default("stage"), help="pretrain (L1 only) or gan (adversarial + lambda*L1).")] = None,
+    generator: Annotated[Optional[str], typer.Option(show_default=_train_default("generator"), help="unet or resunet.")] = None,
+    encoder: Annotated[Optional[str], typer.Option(show_default=_train_default("encoder"), help="resunet encoder: efficientnet_lite0 or resnet18.")] = None,
+    encoder_weights: Annotated[Optional[str], typer.Option(show_default=_train_default("encoder_weights"), help="imagenet, a weights file, or none for random init.")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Folder of color photos (searched recursively).")] = None,
     val: Annotated[Optional[Path], typer.Option(help="Folder of validation photos.")] = None,
     first: Annotated[Optional[int], typer.Option(help="Use only the first N photos (sorted by path).")] = None,
     last: Annotated[Optional[int], typer.Option(help="Use only the last M photos (sorted by path).")] = None,
     file_list: Annotated[Optional[Path], typer.Option(help="Text file listing the photos to use, one path per line.")] = None,
-    val_limit: Annotated[Optional[int], typer.Option(help="Score at most this many validation photos per epoch.")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Training resolution (square).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Photos per step (per process).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Total epochs of this stage.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default 1e-4 pretrain, 2e-4 gan).")] = None,
-    lambda_l1: Annotated[Optional[float], typer.Option("--lambda-l1", help="Weight of the L1 term.")] = None,
-    gan_mode: Annotated[Optional[str], typer.Option(help="vanilla (BCE) or lsgan.")] = None,
-    balance: Annotated[Optional[float], typer.Option(help="Even out the data's top-level folders: 0 natural mix (default), 0.5 square-root, 1 equal.")] = None,
-    crop_scale: Annotated[Optional[float], typer.Option(help="Random square crops of this fraction (up to all) of the short side; default: whole photos.")] = None,
-    ema: Annotated[Optional[float], typer.Option(help="Publish an exponential moving average of the generator with this decay, e.g. 0.999.")] = None,
-    max_minutes: Annotated[Optional[float], typer.Option(help="Stop after this many minutes of training, checkpointed (--resume goes on).")] = None,
+    val_limit: Annotated[Optional[int], typer.Option(show_default=_train_default("val_limit"), help="Score at most this many validation photos per epoch.")] = None,
+    size: Annotated[Optional[int], typer.Option(show_default=_train_default("size"), help="Training resolution (square).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(show_default=_train_default("batch_size"), help="Photos per step (per process).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(show_default=_train_default("epochs"), help="Total epochs of this stage.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate.", show_default="1e-4 pretrain, 2e-4 gan")] = None,
+    lambda_l1: Annotated[Optional[float], typer.Option("--lambda-l1", show_default=_train_default("lambda_l1"), help="Weight of the L1 term.")] = None,
+    gan_mode: Annotated[Optional[str], typer.Option(show_default=_train_default("gan_mode"), help="vanilla (BCE) or lsgan.")] = None,
+    balance: Annotated[Optional[float], typer.Option(show_default=_train_default("balance"), help="Even out the data's top-level folders: 0 natural mix, 0.5 square-root, 1 equal.")] = None,
+    crop_scale: Annotated[Optional[float], typer.Option(help="Random square crops of this fraction (up to all) of the short side.", show_default="whole photos")] = None,
+    ema: Annotated[Optional[float], typer.Option(help="Publish an exponential moving average of the generator with this decay, e.g. 0.999.", show_default="no average")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop after this many minutes of training, checkpointed (--resume goes on).", show_default="no limit")] = None,
     init_from: Annotated[Optional[Path], typer.Option(help="Start the generator from this model (e.g. a pretrain run).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Data loader processes.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
-    mixed_precision: Annotated[Optional[str], typer.Option(help="auto, no, fp16 or bf16 (auto: bf16/fp16 on GPUs, bf16 on CPUs with native bf16, else no).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run folder, e.g. runs/NAME.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's last checkpoint.")] = False,
+    workers: Annotated[Optional[int], typer.Option(show_default=_train_default("workers"), help="Data loader processes.")] = None,
+    seed: Annotated[Optional[int], typer.Option(show_default=_train_default("seed"), help="Random seed.")] = None,
+    mixed_precision: Annotated[Optional[str], typer.Option(show_default=_train_default("mixed_precision"), help="auto, no, fp16 or bf16 (auto: bf16/fp16 on GPUs, bf16 on CPUs with native bf16, else no).")] = None,
+    out: Annotated[Optional[Path], typer.Option(show_default=_train_default("out"), help="Run folder, e.g. runs/NAME.")] = None,
+    save_every: Annotated[Optional[int], typer.Option(show_default=_train_default("save_every"), help="Also checkpoint every N steps within an epoch (0: only at epoch ends).")] = None,
+    samples: Annotated[Optional[int], typer.Option(show_default=_train_default("samples"), help="Validation photos drawn into each epoch's sample grid (0: none).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last intact checkpoint, with the options in its config.yaml (flags such as --epochs or --max-minutes override them).")] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Train a colorizer (stage pretrain or gan) on a folder of color photos."""
@@ -96,7 +141,11 @@ def train(
     from .train import TrainConfig, run_training
 
     _setup_logging(quiet)
-    run_training(TrainConfig.from_sources(yaml_path=config, overrides=flags))
+    if resume:  # the run folder's config.yaml is the base: --resume --out RUN needs nothing else
+        cfg = TrainConfig.for_resume(out=flags.pop("out", TrainConfig.out), yaml_path=config, overrides=flags)
+    else:
+        cfg = TrainConfig.from_sources(yaml_path=config, overrides=flags)
+    run_training(cfg)
 
 
 # --- evaluate --------------------------------------------------------------------------
@@ -152,20 +201,26 @@ def colorize(
     report: Annotated[Optional[Path], typer.Option(help="Write each file's outcome to this JSON file.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
 ) -> None:
-    """Colorize black-and-white photos at full resolution (exit 1 if any file failed)."""
-    from .batch import SAMPLE, ColorizeJob, count
+    """Colorize black-and-white photos at full resolution (exit 1 if any file or the report failed)."""
+    from .batch import SAMPLE, ColorizeJob, ReportNotWritten, count
 
     _setup_logging(quiet)
     job = ColorizeJob(
         inputs=inputs or [str(SAMPLE)], out=out, model=model, size=size, device=device, backend=backend,
         batch_size=batch_size, fmt=fmt, quality=quality, keep_color=keep_color, overwrite=overwrite, report=report,
     )
-    outcomes = job.run(err_console, progress=not quiet)
+    report_error = None
+    try:
+        outcomes = job.run(err_console, progress=not quiet)
+    except ReportNotWritten as exc:
+        outcomes, report_error = exc.outcomes, exc
     counts = count(outcomes)
     if not quiet:
         where = outcomes[0].output if len(outcomes) == 1 else (out or "colorized")
         typer.echo(f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed -> {where}")
-    if counts["failed"]:
+    if report_error is not None:
+        err_console.print(f"error: {report_error}", markup=False, highlight=False, soft_wrap=True)
+    if counts["failed"] or report_error is not None:
         raise typer.Exit(1)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from . import __version__
 from .color import gray_level_luminance, is_gray, luminance, uint8_to_unit
@@ -36,6 +36,9 @@ from .metrics import FID, METRIC_KEYS, PSNR_CAP_DB, FeatureStats, score_batch, s
 from .photo import Photo, read_photo
 
 log = logging.getLogger(__name__)
+
+# Below this many photos an FID is mostly the bias of estimating 2048x2048 covariances from a handful of samples.
+FID_MIN_PHOTOS = 50
 
 BASELINES = ("gray",)
 EVAL_SIZE = 256
@@ -180,6 +183,10 @@ def evaluate(settings: EvalSettings) -> EvalResult:
         metrics["fid"] = fid.compute()
         if not fid.has_reference:
             fid.true_stats.save(reference_file)
+        if len(result.per_image) < FID_MIN_PHOTOS:
+            log.warning("FID %.1f on only %d photos is not meaningful: FID is strongly biased upward on small sets "
+                        "(use at least %d photos, thousands for published numbers, and compare FIDs only at equal n)",
+                        metrics["fid"], len(result.per_image), FID_MIN_PHOTOS)
     seconds = time.perf_counter() - t0
     result.report = {
         "metrics": metrics,
@@ -320,11 +327,19 @@ def write_per_image_csv(rows: Sequence[Scored], path: Path) -> None:
         writer.writerows([row.path, *(f"{row.scores[k]:.6g}" for k in METRIC_KEYS)] for row in rows)
 
 
+GRID_COLUMNS = ("gray input", "prediction", "ground truth")
+GRID_HEADER = 24  # px: a label row above the tiles
+
+
 def save_grid(triples: Sequence[tuple[Image.Image, Image.Image, Image.Image]], path: Path) -> None:
-    """A PNG with one row per photo: gray input | prediction | ground truth, 256 px tiles."""
-    grid = Image.new("RGB", (3 * EVAL_SIZE, len(triples) * EVAL_SIZE), "white")
+    """A PNG with one row per photo: gray input | prediction | ground truth, 256 px tiles under a label row."""
+    grid = Image.new("RGB", (3 * EVAL_SIZE, GRID_HEADER + len(triples) * EVAL_SIZE), "white")
+    draw = ImageDraw.Draw(grid)
+    for col, label in enumerate(GRID_COLUMNS):
+        draw.text((col * EVAL_SIZE + EVAL_SIZE // 2, GRID_HEADER // 2), label, fill="black", anchor="mm",
+                  font=ImageFont.load_default(size=14))
     for row, triple in enumerate(triples):
         for col, tile in enumerate(triple):
-            grid.paste(tile.convert("RGB"), (col * EVAL_SIZE, row * EVAL_SIZE))
+            grid.paste(tile.convert("RGB"), (col * EVAL_SIZE, GRID_HEADER + row * EVAL_SIZE))
     with atomic_output(path) as tmp:
         grid.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))

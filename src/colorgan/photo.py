@@ -173,18 +173,31 @@ def _standard_mode(img: Image.Image, source: str) -> Image.Image:
     if img.mode.startswith("I;16"):
         return Image.fromarray(np.asarray(img).astype(np.uint16))
     if img.mode in ("I", "F"):
-        return Image.fromarray(_wide_gray(np.asarray(img)))
+        return Image.fromarray(_wide_gray(np.asarray(img), source))
     try:
         return img.convert("RGB")
     except ValueError:
         raise PhotoError(source, f"unsupported image mode {img.mode}") from None
 
 
-def _wide_gray(values: np.ndarray) -> np.ndarray:
-    """I and F images declare no range: read them as [0, 1], [0, 255] or [0, 65535], the first that holds them."""
-    top = max(values.max(initial=0), 0)
-    scale = next((t for t in (1.0, 255.0) if top <= t), 65535.0)
-    return (np.clip(values / scale, 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
+def _wide_gray(values: np.ndarray, source: str) -> np.ndarray:
+    """I and F images declare no range: read them as [0, 1], [0, 255] or [0, 65535], the first
+    that holds them, else stretch their own range (32-bit sensor data, negative values) to it.
+
+    NaN and infinite pixels (masked or failed measurements) count as black; they do not enter
+    the range, so one of them cannot turn the rest of the photo black.
+    """
+    values = values.astype(np.float64)
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise PhotoError(source, "no pixel has a finite value (all NaN or infinite)")
+    low, top = values[finite].min(), values[finite].max()
+    if low >= 0 and top <= 65535:
+        low, scale = 0.0, next((t for t in (1.0, 255.0) if top <= t), 65535.0)
+    else:
+        scale = max(top - low, 1e-12)
+    unit = np.where(finite, (values - low) / scale, 0.0)
+    return (np.clip(unit, 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
 
 
 def _is_srgb(icc: bytes) -> bool:

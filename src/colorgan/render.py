@@ -28,7 +28,12 @@ STRIPE_PIXELS = 1 << 16
 
 
 def model_input(photo: Photo, size: int) -> torch.Tensor:
-    """Normalized L* (1, size, size) of the photo resized as training resizes (bicubic, in sRGB)."""
+    """Normalized L* (1, size, size) of the photo resized as training resizes (bicubic, in sRGB).
+
+    Pillow's two-pass resize runs its passes in the order that keeps the intermediate image
+    small, so a 1 × 200,000 photo never becomes a size × 200,000 one (checked in
+    tests/test_render.py).
+    """
     image = photo.image
     color = image.convert(image.mode[:-1]) if photo.has_alpha else image
     small = color.resize((size, size), Image.Resampling.BICUBIC)
@@ -38,19 +43,27 @@ def model_input(photo: Photo, size: int) -> torch.Tensor:
 def recombine(photo: Photo, ab_norm: torch.Tensor) -> Image.Image:
     """Join predicted normalized ab (2, S, S) to the photo's own L*: RGB (RGBA with alpha) at full size.
 
-    ab is upsampled bilinearly (as ``F.interpolate`` with ``align_corners=False``): to the
-    photo's width once, then to its height stripe by stripe, so no full-size float array exists.
+    ab is upsampled bilinearly (as ``F.interpolate`` with ``align_corners=False``) stripe by
+    stripe, so no full-size float array exists and the memory beyond the input and output
+    pixels is bounded by the stripe and S×S, whatever the photo's aspect ratio. A photo at
+    most S wide has ab resized to its width once (at most S×S); a wider one has each stripe's
+    rows taken from the S×S ab, then resized to the width (never S × full width).
     """
     width, height = photo.image.size
     ab = denormalize_ab(ab_norm.float().cpu())
-    ab = F.interpolate(ab[None], size=(ab.shape[-2], width), mode="bilinear", align_corners=False)[0]
+    narrow = width <= ab.shape[-1]
+    if narrow:
+        ab = F.interpolate(ab[None], size=(ab.shape[-2], width), mode="bilinear", align_corners=False)[0]
     rows = max(1, STRIPE_PIXELS // width)
     tops = range(0, height, rows)
 
     def stripe(top: int) -> Image.Image:
         bottom = min(height, top + rows)
         color, alpha = photo.pixels(top, bottom)
-        rgb = lab_to_srgb8(luminance(color), _rows(ab, top, bottom, height))
+        ab_rows = _rows(ab, top, bottom, height)
+        if not narrow:
+            ab_rows = F.interpolate(ab_rows[None], size=(bottom - top, width), mode="bilinear", align_corners=False)[0]
+        rgb = lab_to_srgb8(luminance(color), ab_rows)
         return Image.fromarray(rgb if alpha is None else np.concatenate([rgb, alpha], axis=-1))
 
     out = Image.new("RGBA" if photo.has_alpha else "RGB", (width, height))

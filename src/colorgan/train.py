@@ -22,6 +22,7 @@ from .data import find_images
 from .errors import UserError
 from .training.checkpoint import KEEP_CHECKPOINTS, Checkpointer, RunState, latest_checkpoint
 from .training.config import TrainConfig
+from .training.photos import scan_photos
 from .training.runlog import VAL_COLUMNS, RunLog
 from .training.trainer import (
     Nets,
@@ -67,19 +68,27 @@ def run_training(cfg: TrainConfig) -> TrainResult:
     main = accelerator.is_main_process
     checkpointer = Checkpointer(run=cfg.out)
     checkpoint = checkpointer.resume_point(resume=cfg.resume)
-    paths = find_images(cfg.data, first=cfg.first, last=cfg.last, file_list=cfg.file_list)
+    scan = scan_photos(find_images(cfg.data, first=cfg.first, last=cfg.last, file_list=cfg.file_list), warn=main)
+    if not scan.usable:
+        raise UserError(f"no usable color photos in {cfg.data}: {len(scan.gray)} grayscale, {len(scan.unreadable)} unreadable")
+    paths = scan.usable
     set_seed(cfg.seed)
     trainer = Trainer(cfg=cfg, accelerator=accelerator, checkpointer=checkpointer)
     loader, sampler = photo_loader(cfg, paths)
+    sit_out = len(paths) % cfg.batch_size if loader.drop_last else 0  # photos past the last full batch
     loader = accelerator.prepare(loader)
     validator = Validator(cfg=cfg, generator=trainer.published, device=accelerator.device) if main and cfg.val else None
     state = trainer.load(checkpoint) if checkpoint is not None else RunState()
     runlog = RunLog(run=cfg.out, cfg=cfg, enabled=main)
     log.info(
-        "training %s (%s stage) on %d photos, %dx%d, batch %d x %d process(es), device %s, precision %s",
-        cfg.generator, cfg.stage, len(paths), cfg.size, cfg.size, cfg.batch_size,
-        accelerator.num_processes, accelerator.device, accelerator.mixed_precision,
+        "training %s (%s stage) on %d photos: %d found, %d skipped (%d grayscale, %d unreadable); "
+        "%dx%d, batch %d x %d process(es), device %s, precision %s",
+        cfg.generator, cfg.stage, len(paths), scan.found, scan.skipped, len(scan.gray), len(scan.unreadable),
+        cfg.size, cfg.size, cfg.batch_size, accelerator.num_processes, accelerator.device, accelerator.mixed_precision,
     )
+    if sit_out:
+        log.info("each epoch trains on %d of the %d photos in full batches of %d: the other %d, drawn anew each epoch, sit it out",
+                 len(paths) - sit_out, len(paths), cfg.batch_size, sit_out)
     deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else None
     while state.epoch < cfg.epochs:
         sampler.set_position(state.epoch, start=state.step_in_epoch * trainer.photos_per_step)
@@ -111,6 +120,10 @@ def run_training(cfg: TrainConfig) -> TrainResult:
                      cfg.max_minutes, state.epoch + 1, state.step_in_epoch)
             break
         row = state.meters.row(state.epoch, gan=cfg.gan, accelerator=accelerator)
+        # photos that decoding showed unusable were skipped in the loop; the scan's, before it
+        row |= {"sat_out": max(0, len(paths) - row["photos"] - row["skipped"]),
+                "gray": row["gray"] + len(scan.gray), "unreadable": row["unreadable"] + len(scan.unreadable),
+                "skipped": row["skipped"] + scan.skipped, "found": scan.found}
         if row["photos"] == 0:
             raise UserError(f"no usable color photos in {cfg.data}: {row['gray']} grayscale, {row['unreadable']} unreadable")
         if validator is not None:

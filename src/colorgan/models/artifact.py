@@ -128,6 +128,8 @@ def _model_json_problem(meta: dict[str, Any]) -> str | None:
     size = meta.get("size")
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_TRAINING_SIZE:
         return f"size must be the training resolution, a whole number from 1 to {MAX_TRAINING_SIZE}, got {size!r}"
+    if not isinstance(meta.get("training", {}), dict):
+        return "training must be a mapping (the run's provenance)"
     config = meta.get("config", {})
     if not isinstance(config, dict):
         return "config must be a mapping of the generator's keyword arguments"
@@ -143,7 +145,8 @@ def load_pretrained(path: str | Path, *, map_location: str | torch.device = "cpu
     weights, meta = read_model_json(path)
     try:
         generator = build_generator(meta["generator"], **meta.get("config", {}))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError) as exc:
+        # The config is data from a file: whatever a constructor raises on it means the file is wrong.
         raise UserError(f"{weights.with_name(CONFIG_NAME)} has an invalid generator config: {exc}") from None
     state = read_weights(weights, device=map_location)
     broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]

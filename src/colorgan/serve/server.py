@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 
 import gradio as gr
 from fastapi import FastAPI
 
+from ..errors import UserError
 from ..infer import Colorizer
 from .api import add_api_routes
+from .connections import GuardedH11Protocol
 from .page import EXAMPLES_DIR, build_page
 from .service import ColorizeService
 from .settings import ServeSettings
@@ -61,23 +65,51 @@ def url_for(host: str, port: int) -> str:
 
 def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 7860,
           on_ready: Callable[[str], None] | None = None) -> None:
-    """Load the model, build the app and run it with uvicorn until interrupted.
+    """Claim the port, load the model, build the app and run it with uvicorn until interrupted.
 
-    ``on_ready`` gets the URL once the model is loaded, just before the server starts listening.
+    The port is bound and listening before the model loads, so a taken port is a
+    :class:`~colorgan.errors.UserError` at once (exit 2), and ``on_ready`` gets the URL only
+    when connections to it are accepted (uvicorn serves them from that same socket).
     """
     import uvicorn
 
-    app = create_app(settings)
-    if not _is_loopback(host):
-        log.warning("listening on %s: the server is reachable from other machines and has no login", host)
-    if on_ready is not None:
-        on_ready(url_for(host, port))
-    uvicorn.run(
-        app, host=host, port=port, log_config=None, access_log=False,
-        # Connections beyond this get 503 from uvicorn itself: slow clients cannot pile up without bound.
-        limit_concurrency=max(64, 4 * (settings.concurrency + settings.max_queue)),
-        timeout_keep_alive=5,
-    )
+    settings.validate()
+    sock = listening_socket(host, port)
+    try:
+        app = create_app(settings)
+        if not _is_loopback(host):
+            log.warning("listening on %s: the server is reachable from other machines and has no login", host)
+        config = uvicorn.Config(
+            app, host=host, port=port, log_config=None, access_log=False,
+            # Slow or idle clients are bounded per address and in all, and time out (see .connections);
+            # uvicorn's own limit_concurrency would count idle connections and answer 503 to everyone.
+            http=GuardedH11Protocol.configured(body_timeout_s=settings.upload_timeout_s),
+            timeout_keep_alive=5,
+        )
+        if on_ready is not None:
+            on_ready(url_for(host, port))
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def listening_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A TCP socket bound to ``host:port`` and listening, made as uvicorn makes its own; a port
+    in use or an address this machine cannot listen on is a :class:`UserError`."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart at once over TIME_WAIT
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        if getattr(exc, "errno", None) == errno.EADDRINUSE:
+            raise UserError(f"port {port} is already in use; pick another with --port") from None
+        if getattr(exc, "errno", None) == errno.EACCES:
+            raise UserError(f"no permission to listen on port {port}; pick one above 1023 with --port") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise UserError(f"cannot listen on {url_for(host, port)}: {reason}") from None
+    return sock
 
 
 def _is_loopback(host: str) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from ..infer import Colorizer
 from ..photo import open_image, read_photo
 from .limiter import Limiter
 from .settings import RequestError, ServeSettings
+from .workdir import make_workdir, remove_stale_workdirs
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ class ColorizeService:
         self.colorizer = colorizer
         self.settings = settings
         self.limiter = Limiter(settings.concurrency, settings.max_queue)
-        self.workdir = Path(tempfile.mkdtemp(prefix="colorgan-serve-"))
+        remove_stale_workdirs()  # the uploads in flight when an earlier server was killed
+        self.workdir = make_workdir()
 
     def close(self) -> None:
         """Remove the API's temporary folder (anything a crashed request left behind)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -78,12 +79,94 @@ class Checkpoint:
 
 
 def latest_checkpoint(run: Path) -> Path | None:
-    """The newest complete checkpoint folder of a run, or None."""
-    pointer = run / "checkpoint" / "LATEST"
-    if not pointer.is_file():
+    """The checkpoint folder a resume of ``run`` continues from (see :meth:`Checkpointer.resume_point`), or None."""
+    try:
+        found = _find_intact(run / "checkpoint")
+    except LookupError:  # checkpoints, none intact
         return None
-    folder = run / "checkpoint" / pointer.read_text().strip()
-    return folder if (folder / "state.pt").is_file() else None
+    return found[0].folder if found else None
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as a short reason that is never empty (EOFError from a 0-byte file has no message)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _read_intact(folder: Path) -> dict[str, Any]:
+    """``folder``'s state, once every file a resume reads is checked; a damaged one raises ``ValueError(reason)``.
+
+    The safetensors files' headers are checked against their sizes (which catches a
+    truncated file) without reading the tensors: :meth:`Checkpoint.weights` reads them later.
+    """
+    state_file = folder / "state.pt"
+    if not folder.is_dir():
+        raise ValueError("the folder is missing")
+    if not state_file.is_file():
+        raise ValueError("state.pt is missing")
+    if state_file.stat().st_size == 0:
+        raise ValueError("state.pt is empty (0 bytes)")
+    try:
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged file raises pickle, zip or OS errors alike
+        raise ValueError(f"state.pt is unreadable ({_reason(exc)})") from None
+    if not isinstance(state, dict) or "global_step" not in state:
+        raise ValueError("state.pt is not a colorgan training state")
+    if not (folder / "generator.safetensors").is_file():
+        raise ValueError("generator.safetensors is missing")
+    for weights in sorted(folder.glob("*.safetensors")):
+        if weights.stat().st_size == 0:
+            raise ValueError(f"{weights.name} is empty (0 bytes)")
+        try:
+            with safe_open(str(weights), framework="pt"):
+                pass
+        except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError
+            raise ValueError(f"{weights.name} is unreadable ({_reason(exc)})") from None
+    return state
+
+
+def _step(folder: Path) -> int:
+    return int(folder.name.removeprefix("step-"))
+
+
+def _find_intact(root: Path) -> tuple[Checkpoint, list[str]] | None:
+    """The newest intact checkpoint under ``root`` and one note per checkpoint passed over; None if there is none.
+
+    ``LATEST``'s folder comes first; when it is missing, damaged or ``LATEST`` itself is
+    missing or garbage, the complete ``step-N`` folders follow, newest first (only those
+    older than the one ``LATEST`` names, when it names one: a run rolled back by hand stays
+    rolled back). Raises ``LookupError(notes)`` when checkpoints exist but none is intact.
+    """
+    if not root.is_dir():
+        return None
+    folders = sorted((p for p in root.iterdir() if p.is_dir() and _COMPLETE.fullmatch(p.name)), key=_step, reverse=True)
+    pointer, notes, named = root / "LATEST", [], None
+    if pointer.is_file():
+        try:
+            text = pointer.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            text = None
+        if text is not None and _COMPLETE.fullmatch(text):
+            named = root / text
+        else:
+            notes.append("checkpoint/LATEST is garbage (it names no step-N folder)")
+    elif folders:
+        notes.append("checkpoint/LATEST is missing")
+    elif not pointer.exists():
+        return None
+    candidates = folders
+    if named is not None:
+        candidates = [named] + [f for f in folders if _step(f) < _step(named)]
+    for folder in candidates:
+        try:
+            state = _read_intact(folder)
+        except ValueError as exc:
+            notes.append(f"{folder.name}: {exc}" if folder != named else f"checkpoint/LATEST names {folder.name}, but {exc}")
+            continue
+        return Checkpoint(folder=folder, state=state), notes
+    if not notes or (named is None and not folders):
+        return None
+    raise LookupError(notes)
 
 
 class Checkpointer:
@@ -97,18 +180,27 @@ class Checkpointer:
     def resume_point(self, *, resume: bool) -> Checkpoint | None:
         """The checkpoint to continue from: None for a new run. A run folder that holds a run without
         ``resume``, or ``resume`` without a checkpoint, is a :class:`UserError` (a run is never overwritten)."""
-        folder = latest_checkpoint(self.run)
-        if resume and folder is None:
-            raise UserError(f"--resume: no checkpoint in {self.root}")
-        if not resume and folder is not None:
-            raise UserError(f"{self.run} already holds a training run; pass --resume to continue it or choose another --out")
-        if folder is None:
+        if not resume:
+            if self.has_run():
+                raise UserError(f"{self.run} already holds a training run; pass --resume to continue it or choose another --out")
             return None
         try:
-            state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - a damaged file raises pickle, zip or OS errors alike
-            raise UserError(f"cannot read checkpoint {folder}: {exc}") from None
-        return Checkpoint(folder=folder, state=state)
+            found = _find_intact(self.root)
+        except LookupError as exc:
+            notes = exc.args[0]
+            raise UserError(f"cannot read checkpoint in {self.root}: " + "; ".join(notes)) from None
+        if found is None:
+            raise UserError(f"--resume: no checkpoint in {self.root}")
+        checkpoint, notes = found
+        if notes:
+            log.warning("resuming from %s, the newest intact checkpoint, because %s", checkpoint.folder.name, "; ".join(notes))
+        return checkpoint
+
+    def has_run(self) -> bool:
+        """Whether the run folder holds any checkpoint, intact or not (a run that a new one must not overwrite)."""
+        return self.root.is_dir() and any(
+            p.name == "LATEST" or (p.is_dir() and _COMPLETE.fullmatch(p.name)) for p in self.root.iterdir()
+        )
 
     def save(self, step: int, *, modules: dict[str, nn.Module], state: dict[str, Any]) -> Path:
         """Write checkpoint ``step-<step>`` (one safetensors file per module, ``state`` as ``state.pt``) and point LATEST at it."""
@@ -134,7 +226,11 @@ class Checkpointer:
         checkpoints when its save was the last one, must never push a real one out.
         """
         folders = [p for p in self.root.iterdir() if p.is_dir()]
-        others = sorted(p for p in folders if _COMPLETE.fullmatch(p.name) and p != newest)
+        complete = [p for p in folders if _COMPLETE.fullmatch(p.name) and p != newest]
+        # Folders past the newest step belong to a timeline a resume abandoned (it fell back
+        # from a damaged checkpoint, or LATEST was rolled back): they go, and never count.
+        abandoned = [p for p in complete if _step(p) > _step(newest)]
+        others = sorted((p for p in complete if _step(p) < _step(newest)), key=_step)
         leftovers = [p for p in folders if _LEFTOVER.fullmatch(p.name)]
-        for folder in leftovers + others[: max(0, len(others) - (self.keep - 1))]:
+        for folder in leftovers + abandoned + others[: max(0, len(others) - (self.keep - 1))]:
             shutil.rmtree(folder, ignore_errors=True)

@@ -14,6 +14,8 @@ from ..losses import GAN_MODES
 from ..models import GENERATORS, generator_options
 
 STAGES = ("pretrain", "gan")
+# What makes a run the run it is: a resume may change how long it trains, never these.
+IDENTITY = ("stage", "generator", "encoder", "size")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 
 
@@ -57,6 +59,28 @@ class TrainConfig:
         if yaml_path is not None:
             values.update(_read_yaml(Path(yaml_path)))
         values.update(overrides or {})
+        return cls._from_values(values, source=yaml_path)
+
+    @classmethod
+    def for_resume(cls, *, out: str | Path, yaml_path: str | Path | None = None,
+                   overrides: dict[str, Any] | None = None) -> TrainConfig:
+        """The options of a resumed run: the run folder's ``config.yaml`` (written when it started),
+        then ``yaml_path``'s keys, then ``overrides``. A change of the run's identity (:data:`IDENTITY`)
+        is a :class:`UserError`; e.g. ``epochs`` and ``max_minutes`` may change."""
+        saved_file = Path(out) / "config.yaml"
+        requested = (_read_yaml(Path(yaml_path)) if yaml_path is not None else {}) | (overrides or {}) | {"out": Path(out)}
+        if not saved_file.is_file():  # a run killed before it started, or no run: --resume then says there is no checkpoint
+            return cls.from_sources(yaml_path=yaml_path, overrides=requested)
+        saved = _read_yaml(saved_file)
+        changed = [k for k in IDENTITY if requested.get(k) is not None and k in saved and str(requested[k]) != str(saved[k])]
+        if changed:
+            asked = ", ".join(f"--{k.replace('_', '-')} {requested[k]} (the run has {saved[k]})" for k in changed)
+            raise UserError(f"--resume cannot change what {out} trains: {asked}; drop the option, or start a new run with another --out")
+        return cls._from_values(saved | requested, source=saved_file)
+
+    @classmethod
+    def _from_values(cls, values: dict[str, Any], *, source: str | Path | None) -> TrainConfig:
+        yaml_path = source
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(fields))
         if unknown:
@@ -101,6 +125,7 @@ class TrainConfig:
             (self.workers >= 0, "--workers cannot be negative"),
             (self.val_limit > 0, "--val-limit must be positive"),
             (self.samples >= 0, "--samples cannot be negative"),
+            (self.save_every >= 0, "--save-every cannot be negative (0: checkpoints at epoch ends only)"),
             (0 <= self.balance <= 1, f"--balance must be between 0 and 1, got {self.balance}"),
             (self.crop_scale is None or 0 < self.crop_scale <= 1, f"--crop-scale must be in (0, 1], got {self.crop_scale}"),
             (self.ema is None or 0 < self.ema < 1, f"--ema must be a decay between 0 and 1, got {self.ema}"),

@@ -115,9 +115,12 @@ class RunLog:
             writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows({k: "" if r.get(k) is None else _fmt(r[k]) for k in CSV_COLUMNS} for r in history)
+        sat_out = f", {row['sat_out']} sat out (past the last full batch)" if row.get("sat_out") else ""
+        found = f" of {row['found']} found" if "found" in row else ""
         log.info(
-            "epoch %d: %d photos, %d skipped (%d grayscale, %d unreadable), %.0f s\n%s",
-            row["epoch"], row["photos"], row["skipped"], row["gray"], row["unreadable"], row["seconds"], _table(row),
+            "epoch %d: trained on %d photos%s, %d skipped (%d grayscale, %d unreadable)%s, %.0f s\n%s",
+            row["epoch"], row["photos"], found, row["skipped"], row["gray"], row["unreadable"], sat_out, row["seconds"],
+            _table(row),
         )
 
     def samples(self, epoch: int, triples: Sequence[tuple[Image.Image, Image.Image, Image.Image]]) -> None:
