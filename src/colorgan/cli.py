@@ -6,6 +6,7 @@ stderr and exit code 2; the work itself lives in the library modules.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -23,6 +24,7 @@ from rich.logging import RichHandler
 
 from . import __version__
 from .errors import UserError
+from .training.config import TrainConfig
 
 
 def _flags_take_no_value() -> None:
@@ -87,14 +89,8 @@ def _root(
 # --- train -----------------------------------------------------------------------------
 
 # TrainConfig's defaults, for the help: the flags themselves default to None so that a --config file
-# can set what a flag leaves out. Kept here so `colorgan train --help` needs no torch import;
-# tests/test_cli_train.py checks that they equal TrainConfig's.
-TRAIN_DEFAULTS = {
-    "stage": "gan", "generator": "resunet", "encoder": "efficientnet_lite0", "encoder_weights": "imagenet",
-    "val_limit": 64, "size": 256, "batch_size": 16, "epochs": 20, "lambda_l1": 100.0, "gan_mode": "vanilla",
-    "balance": 0.0, "workers": 2, "seed": 0, "mixed_precision": "auto", "out": "runs/colorgan",
-    "save_every": 500, "samples": 4,
-}
+# can set what a flag leaves out. (training/config.py imports no torch, so the help stays quick.)
+TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not None and not isinstance(f.default, bool)}
 
 
 def _train_default(name: str) -> str:

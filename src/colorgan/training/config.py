@@ -10,8 +10,6 @@ from typing import Any
 import yaml
 
 from ..errors import UserError
-from ..losses import GAN_MODES
-from ..models import GENERATORS, generator_options
 
 STAGES = ("pretrain", "gan")
 # What makes a run the run it is: a resume may change how long it trains, never these.
@@ -108,10 +106,15 @@ class TrainConfig:
 
     def generator_kwargs(self) -> dict[str, Any]:
         """The training options that the chosen generator's constructor takes (e.g. ``encoder``)."""
+        from ..models import generator_options  # here, not at the top: ``colorgan train --help`` reads this module's defaults
+
         return generator_options(self.generator, {"encoder": self.encoder})
 
     def validate(self) -> None:
         """Reject impossible settings before any work starts."""
+        from ..losses import GAN_MODES
+        from ..models import GENERATORS
+
         checks = [
             (self.stage in STAGES, f"--stage must be one of {', '.join(STAGES)}, got {self.stage!r}"),
             (self.generator in GENERATORS, f"unknown generator {self.generator!r}; choose one of: {', '.join(sorted(GENERATORS))}"),
