@@ -164,6 +164,19 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_pretrained(build_generator("unet", base_channels=8, num_downs=5), directory, size=64)
 
 
+@pytest.fixture(scope="session")
+def tiny_hint_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like :func:`tiny_model`, with the three hint channels of :mod:`colorgan.hints` (untrained)."""
+    import torch
+
+    from colorgan.hints import HINT_CHANNELS
+    from colorgan.models import build_generator, save_pretrained
+
+    torch.manual_seed(1)
+    directory = tmp_path_factory.mktemp("tiny_hint_model")
+    return save_pretrained(build_generator("unet", base_channels=8, num_downs=5, cond_channels=HINT_CHANNELS), directory, size=64)
+
+
 # --- a running server (colorgan serve) ----------------------------------------------------
 
 STARTUP_TIMEOUT_S = 90.0
@@ -178,8 +191,13 @@ class Server:
     tmpdir: Path  # the server's TMPDIR: its API folder and Gradio's cache live here
 
     def api_files(self) -> list[Path]:
-        """Files in the API's private folders (colorgan-serve-*)."""
-        return [p for d in self.tmpdir.glob("colorgan-serve-*") for p in d.rglob("*") if p.is_file()]
+        """Files in the API's private folders (colorgan-serve-*), Gradio's cache inside them left out."""
+        return [p for d in self.tmpdir.glob("colorgan-serve-*") for p in d.rglob("*")
+                if p.is_file() and "gradio" not in p.relative_to(d).parts]
+
+    def gradio_files(self) -> list[Path]:
+        """Files in Gradio's cache (uploads and the page's results), wherever it is under TMPDIR."""
+        return [p for p in self.tmpdir.rglob("*") if p.is_file() and "gradio" in p.relative_to(self.tmpdir).parts]
 
 
 def _free_port() -> int:
@@ -190,7 +208,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def start_server(tiny_model: Path) -> Callable[..., contextlib.AbstractContextManager[Server]]:
-    """``with start_server(root, *extra) as server:`` runs ``colorgan serve --model tiny_model EXTRA``
+    """``with start_server(root, *extra, model=tiny_model) as server:`` runs ``colorgan serve --model MODEL EXTRA``
     in a subprocess on a free loopback port, waits until it answers, and stops it on exit.
 
     ``root`` holds the server's TMPDIR (``root/tmp``) and its log (``root/server.log``).
@@ -200,12 +218,12 @@ def start_server(tiny_model: Path) -> Callable[..., contextlib.AbstractContextMa
     httpx = pytest.importorskip("httpx", reason="waiting for the server to answer needs httpx")
 
     @contextlib.contextmanager
-    def start(root: Path, *extra: str) -> Iterator[Server]:
+    def start(root: Path, *extra: str, model: Path | str = tiny_model) -> Iterator[Server]:
         tmpdir = root / "tmp"
         tmpdir.mkdir()
         port = _free_port()
         env = {**os.environ, "TMPDIR": str(tmpdir), "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, "-c", "from colorgan.cli import main; main()", "serve", "--model", str(tiny_model),
+        cmd = [sys.executable, "-c", "from colorgan.cli import main; main()", "serve", "--model", str(model),
                "--host", "127.0.0.1", "--port", str(port), "-q", *extra]
         log = (root / "server.log").open("wb")
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)

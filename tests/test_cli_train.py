@@ -78,12 +78,13 @@ def test_resume_needs_only_the_run_folder_and_takes_flags_that_do_not_change_the
     assert "epochs: 2" in saved and "stage: pretrain" in saved and "size: 32" in saved
 
 
-@pytest.mark.parametrize("flag,value", [("--size", "64"), ("--generator", "unet"), ("--stage", "gan"), ("--encoder", "resnet18")])
-def test_resume_refuses_flags_that_would_change_the_run(make_photos, tmp_path, flag, value):
+@pytest.mark.parametrize("flags", [("--size", "64"), ("--generator", "unet"), ("--stage", "gan"), ("--encoder", "resnet18"), ("--hints",)])
+def test_resume_refuses_flags_that_would_change_the_run(make_photos, tmp_path, flags):
     from colorgan.errors import UserError
 
+    flag = flags[0]
     run = _started_run(make_photos, tmp_path)
-    result = _invoke("train", "--resume", "--out", str(run), flag, value)
+    result = _invoke("train", "--resume", "--out", str(run), *flags)
     assert isinstance(result.exception, UserError), (result.output, result.exception)
     assert "--resume cannot change" in str(result.exception) and flag in str(result.exception)
 

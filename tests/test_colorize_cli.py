@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -326,3 +327,51 @@ def test_a_second_job_on_the_same_output_folder_is_refused_while_the_first_runs(
         assert not any(out.glob("*.png"))  # it did no work
     code, out_text, _ = invoke("colorize", photos, "-o", out, "--model", tiny_model)
     assert code == 0 and "3 done" in out_text  # once the first job is gone, the folder is free
+
+
+# --- color hints -----------------------------------------------------------------------------
+
+
+def test_hints_guide_one_photo_from_options_and_from_a_file(gray, tmp_path: Path, tiny_hint_model: Path) -> None:
+    photo = gray(tmp_path / "cup.jpg", (80, 60))
+    (tmp_path / "hints.json").write_text('[{"x": 10, "y": 20, "color": [200, 40, 40]}]')
+    runs = {"none": [], "option": ["--hint", "0.41,0.62,#2060d0", "--hint", "5,5,#fff"], "file": ["--hints", tmp_path / "hints.json"]}
+    outputs = {}
+    for name, args in runs.items():
+        code, out, err = invoke("colorize", photo, "-o", tmp_path / f"{name}.png", "--model", tiny_hint_model, *args)
+        assert code == 0 and "1 done" in out, err
+        outputs[name] = np.asarray(Image.open(tmp_path / f"{name}.png")).astype(int)
+    assert np.abs(outputs["option"] - outputs["none"]).max() > 0
+    assert np.abs(outputs["file"] - outputs["none"]).max() > 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--hint", "0.5,0.5,#zzz"], "not a hex color"),
+    (["--hint", "1.2,0.5,#fff"], "outside the photo"),
+    (["--hint", "80,5,#fff"], "outside the photo (80x60 pixels)"),
+    (["--hint", "0.5"], "must be X,Y,COLOR"),
+    (["--hints", "missing.json"], "cannot read hint file"),
+])
+def test_bad_hints_are_one_error_line_exit_2_and_nothing_written(gray, tmp_path: Path, tiny_hint_model: Path, args, message) -> None:
+    photo = gray(tmp_path / "cup.jpg", (80, 60))
+    code, _, err = invoke("colorize", photo, "-o", tmp_path / "out.png", "--model", tiny_hint_model, *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_hints_need_one_photo_and_a_model_that_takes_them(photos: Path, gray, tmp_path: Path, tiny_model: Path, tiny_hint_model: Path) -> None:
+    code, _, err = invoke("colorize", photos, "-o", tmp_path / "out", "--model", tiny_hint_model, "--hint", "0.5,0.5,#fff")
+    assert code == 2 and "guide one photo; 3 inputs" in err
+    photo = gray(tmp_path / "one.png")
+    code, _, err = invoke("colorize", photo, "-o", tmp_path / "out.png", "--model", tiny_model, "--hint", "0.5,0.5,#fff")
+    assert code == 2 and "takes no color hints" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.png").exists()
+
+
+def test_an_output_file_in_a_missing_folder_is_refused_and_no_folder_is_made(gray, tmp_path: Path, tiny_model: Path) -> None:
+    photo = gray(tmp_path / "one.png")
+    code, _, err = invoke("colorize", photo, "-o", tmp_path / "missing" / "dir" / "x.png", "--model", tiny_model)
+    assert code == 2 and "does not exist" in err
+    assert not (tmp_path / "missing").exists()
+    code, out, _ = invoke("colorize", photo, "-o", tmp_path / "new" / "folder", "--model", tiny_model)  # a folder is made
+    assert code == 0 and (tmp_path / "new" / "folder" / "one.png").is_file()

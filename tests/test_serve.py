@@ -89,6 +89,13 @@ def test_missing_field_and_bad_size_are_400(server: Server, jpeg_bytes) -> None:
     assert_error(post(server, jpeg_bytes(), size="big"), 400, "whole number")
 
 
+def test_hints_for_a_model_without_hint_channels_are_400(server: Server, jpeg_bytes) -> None:
+    hints = '[{"x": 0.5, "y": 0.5, "color": "#fff"}]'
+    assert_error(post(server, jpeg_bytes((64, 64)), hints=hints), 400, "takes no color hints")
+    editor = httpx.post(f"{server.url}/api/photos", files={"image": ("p.jpg", jpeg_bytes((64, 64)))}, timeout=30)
+    assert_error(editor, 400, "takes no color hints")
+
+
 def test_oversize_upload_is_413(server: Server) -> None:
     big = os.urandom(MAX_UPLOAD_MB * 1024 * 1024 + 200_000)
     assert_error(post(server, big), 413, "too large")  # refused on its Content-Length
@@ -120,6 +127,10 @@ def test_gradio_api(server: Server, jpeg_bytes, tmp_path: Path) -> None:
     (before, after), png = client.predict(gradio_client.handle_file(str(path)), 64, api_name="/colorize")
     assert Image.open(before).size == Image.open(after).size == (123, 77)
     assert Image.open(png).format == "PNG"
+    # Gradio's cache lies inside the server's own folder: a server killed with kill -9 leaves it
+    # where the next start removes it (test_folders_of_killed_servers_are_removed_at_start)
+    cached = server.gradio_files()
+    assert cached and all(p.relative_to(server.tmpdir).parts[0].startswith("colorgan-serve-") for p in cached)
 
 
 def test_load_all_succeed_and_memory_stays_bounded(server: Server, jpeg_bytes) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -304,6 +305,51 @@ def test_train_step_gives_the_conditioning_to_the_generator_only():
     assert seen["generator"] == [[1, 3]]  # L and the hints
     assert seen["discriminator"] == [[1, 2]] * 3  # (L, ab) pairs: fake, real, and fake again for G's loss
     assert set(losses) == set(LOSS_NAMES)
+
+
+def test_hint_training_simulates_hints_and_publishes_a_hint_capable_model(make_photos, tmp_path, monkeypatch):
+    from colorgan import Colorizer, Hint
+    from colorgan import train as train_module
+    from colorgan.hints import simulate_hints
+
+    given = []
+    monkeypatch.setattr(train_module, "simulate_hints", lambda ab: given.append(ab.shape) or simulate_hints(ab))
+    data, run = make_photos(4), tmp_path / "run"
+    run_training(_config(data, run, hints=True, epochs=1, val=None))
+    assert given == [(4, 2, 32, 32)]  # one batch, its true ab
+    colorizer = Colorizer.from_pretrained(run, device="cpu")
+    assert colorizer.takes_hints and colorizer.meta["config"]["cond_channels"] == 3
+    assert colorizer.colorize(data / "photo_000.png", hints=[Hint(x=0.5, y=0.5, color="#c04020")]).size == (96, 80)
+
+
+def test_a_hint_adapter_on_a_frozen_model_keeps_its_automatic_colors_exactly(make_photos, tmp_path):
+    from colorgan import Colorizer
+
+    torch.manual_seed(0)
+    base = tmp_path / "base"
+    save_pretrained(build_generator("resunet", encoder="efficientnet_lite0"), base, size=32)
+    data, run = make_photos(8), tmp_path / "run"
+    run_training(_config(data, run, stage="pretrain", hints=True, freeze_base=True, init_from=base, epochs=2, val=None))
+    adapter, automatic = Colorizer.from_pretrained(run, device="cpu"), Colorizer.from_pretrained(base, device="cpu")
+    photo = data / "photo_000.png"
+    assert adapter.takes_hints
+    assert np.array_equal(np.asarray(adapter.colorize(photo)), np.asarray(automatic.colorize(photo)))
+    learned = load_file(run / "model.safetensors")
+    assert any(learned[k].abs().sum() > 0 for k in learned if k.startswith("cond_inject"))
+
+
+def test_freeze_base_needs_hints_and_a_model_to_freeze(tmp_path):
+    with pytest.raises(UserError, match="--freeze-base trains only the hint layers"):
+        _config(tmp_path, tmp_path / "run", freeze_base=True, hints=True).validate()
+
+
+def test_the_hint_only_layers_learn_faster_than_the_pretrained_network():
+    generator = build_generator("resunet", encoder="resnet18", cond_channels=3)
+    groups = trainer._param_groups(generator, TrainConfig(hints=True, lr=1e-4, cond_lr_scale=10.0))
+    assert [g.get("lr") for g in groups] == [None, pytest.approx(1e-3)]  # None: Adam's lr, the base one
+    new = {id(p) for p in groups[1]["params"]}
+    assert new == {id(p) for p in generator.cond_inject.parameters()}
+    assert len(trainer._param_groups(build_generator("resunet", encoder="resnet18"), TrainConfig())) == 1
 
 
 def _two_checkpoints(tmp_path: Path) -> Checkpointer:

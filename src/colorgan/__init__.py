@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["Colorizer"]
+__all__ = ["Colorizer", "Hint"]
 
 
 def __getattr__(name: str):
@@ -11,4 +11,8 @@ def __getattr__(name: str):
         from .infer import Colorizer
 
         return Colorizer
+    if name == "Hint":
+        from .hints import Hint
+
+        return Hint
     raise AttributeError(f"module 'colorgan' has no attribute {name!r}")

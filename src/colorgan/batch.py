@@ -43,6 +43,7 @@ from .files import (
     write_report,
     written_by_colorgan,
 )
+from .hints import Hint, HintError, check_hints
 from .infer import Colorizer, ModelOptions
 from .photo import read_photo
 
@@ -82,6 +83,7 @@ class ColorizeJob(ModelOptions):
     keep_color: bool = False
     overwrite: bool = False
     report: Path | None = None
+    hints: Sequence[Hint] = ()
 
     def validate(self) -> None:
         """Reject options out of range before anything is read or loaded."""
@@ -102,6 +104,8 @@ class ColorizeJob(ModelOptions):
         found, broken = _find(self.inputs)
         if _names_a_file(out):
             fmt = _file_format(out, self.fmt)
+            if not out.parent.is_dir():  # a typo in a file's path must not make folders (at the root, say)
+                raise UserError(f"-o {out}: the folder {out.parent} does not exist; create it, or give -o a folder to create")
             if len(found) != 1:
                 raise UserError(f"-o {out} names one file but there are {len(found)} inputs; give a folder instead")
             tasks = [Task(found[0][0], out)]
@@ -123,12 +127,15 @@ class ColorizeJob(ModelOptions):
         _note_renamed(tasks, console)
         colorizer = self.load_colorizer()
         size = colorizer.check_size(self.size)
+        if self.hints:
+            self._check_hints(tasks, colorizer)
         out = self.out or DEFAULT_OUT
         with _output_lock(out.parent if _names_a_file(out) else out):
             removed = _remove_stale_temps([t.output for t in tasks] + ([self.report] if self.report else []))
             if removed:
                 _say(console, f"note: removed {removed} stale temporary file{'s' * (removed > 1)} left by an interrupted run")
-            outcomes = _Runner(colorizer, console, size=size, fmt=fmt, quality=self.quality, keep_color=self.keep_color).run(
+            outcomes = _Runner(colorizer, console, size=size, fmt=fmt, quality=self.quality, keep_color=self.keep_color,
+                               hints=check_hints(self.hints)).run(
                 tasks, overwrite=self.overwrite, batch_size=self.batch_size, progress=progress
             )
         if self.report is not None:
@@ -137,6 +144,18 @@ class ColorizeJob(ModelOptions):
             except OSError as exc:  # the work is done: hand the outcomes on with the error, so no summary is lost
                 raise ReportNotWritten(f"cannot write the report {self.report}: {exc}", outcomes) from None
         return outcomes
+
+
+    def _check_hints(self, tasks: Sequence[Task], colorizer: Colorizer) -> None:
+        """Hints need one photo they fit and a model that takes them: refused before anything is written."""
+        check_hints(self.hints)
+        if len(tasks) != 1 or tasks[0].skip is not None:
+            raise HintError(f"--hint and --hints guide one photo; {len(tasks)} inputs were given")
+        if not colorizer.takes_hints:
+            raise HintError("this model takes no color hints (it has no hint channels); use a hint-capable model such as the bundled default")
+        photo = read_photo(tasks[0].source)
+        for hint in self.hints:
+            hint.position(photo.image.width, photo.image.height)
 
 
 def _names_a_file(out: Path) -> bool:
@@ -354,6 +373,7 @@ class _Runner:
     fmt: str
     quality: int | None
     keep_color: bool
+    hints: list[Hint] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
 
     def run(self, tasks: Sequence[Task], *, overwrite: bool, batch_size: int, progress: bool) -> list[Outcome]:
@@ -390,7 +410,8 @@ class _Runner:
         if not loaded:
             return
         try:
-            images = self.colorizer.colorize_batch([photo for _, photo in loaded], size=self.size)
+            hints = [self.hints] * len(loaded) if self.hints else None
+            images = self.colorizer.colorize_batch([photo for _, photo in loaded], size=self.size, hints=hints)
         except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the job
             for task, _ in loaded:
                 self._fail(task, exc)

@@ -90,7 +90,7 @@ def _root(
 
 # TrainConfig's defaults, for the help: the flags themselves default to None so that a --config file
 # can set what a flag leaves out. (training/config.py imports no torch, so the help stays quick.)
-TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not None and not isinstance(f.default, bool)}
+TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not None}
 
 
 def _train_default(name: str) -> str:
@@ -116,6 +116,9 @@ def train(
     lr: Annotated[Optional[float], typer.Option(help="Learning rate.", show_default="1e-4 pretrain, 2e-4 gan")] = None,
     lambda_l1: Annotated[Optional[float], typer.Option("--lambda-l1", show_default=_train_default("lambda_l1"), help="Weight of the L1 term.")] = None,
     gan_mode: Annotated[Optional[str], typer.Option(show_default=_train_default("gan_mode"), help="vanilla (BCE) or lsgan.")] = None,
+    hints: Annotated[Optional[bool], typer.Option("--hints/--no-hints", show_default=_train_default("hints"), help="Train a hint-capable model: simulated color hints as extra input channels (Zhang et al. 2017).")] = None,
+    cond_lr_scale: Annotated[Optional[float], typer.Option(show_default=_train_default("cond_lr_scale"), help="Learning-rate multiplier of the layers that exist only for the hints (new, zero-initialized).")] = None,
+    freeze_base: Annotated[Optional[bool], typer.Option("--freeze-base/--no-freeze-base", show_default=_train_default("freeze_base"), help="With --hints and --init-from: train only the hint layers; the automatic colorization stays exactly the --init-from model's.")] = None,
     balance: Annotated[Optional[float], typer.Option(show_default=_train_default("balance"), help="Even out the data's top-level folders: 0 natural mix, 0.5 square-root, 1 equal.")] = None,
     crop_scale: Annotated[Optional[float], typer.Option(help="Random square crops of this fraction (up to all) of the short side.", show_default="whole photos")] = None,
     ema: Annotated[Optional[float], typer.Option(help="Publish an exponential moving average of the generator with this decay, e.g. 0.999.", show_default="no average")] = None,
@@ -156,6 +159,7 @@ def evaluate(
     native: Annotated[bool, typer.Option("--native", help="Score at each photo's own size instead of 256x256.")] = False,
     fid: Annotated[bool, typer.Option("--fid", help="Also compute FID (needs the eval extra).")] = False,
     batch_size: Annotated[int, typer.Option(help="Photos colorized and scored at once.")] = 16,
+    hints: Annotated[int, typer.Option("--hints", metavar="N", help="Guide a hint-capable model with this many hints of the true colors per photo, at random places fixed per photo (Zhang et al. 2017's measure).")] = 0,
     device: DeviceOption = "auto",
     backend: BackendOption = "torch",
     out: Annotated[Optional[Path], typer.Option(help="Write the JSON report to this file.")] = None,
@@ -169,7 +173,8 @@ def evaluate(
 
     _setup_logging(quiet)
     result = ev.evaluate(ev.EvalSettings(data=data, model=model, baseline=baseline, size=size, limit=limit,
-                                         native=native, fid=fid, batch_size=batch_size, device=device, backend=backend))
+                                         native=native, fid=fid, batch_size=batch_size, device=device, backend=backend,
+                                         hints=hints))
     if out is not None:
         write_report(out, result.report)
     if per_image is not None:
@@ -195,15 +200,20 @@ def colorize(
     keep_color: Annotated[bool, typer.Option("--keep-color", help="Leave photos that are already in color alone (and report them).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them, so a killed run resumes).")] = False,
     report: Annotated[Optional[Path], typer.Option(help="Write each file's outcome to this JSON file.")] = None,
+    hint: Annotated[Optional[list[str]], typer.Option("--hint", metavar="X,Y,COLOR", help="Pin a color to a point of the one input photo: X,Y,COLOR with X, Y fractions of the width and height (or integer pixels) and a hex color, e.g. 0.41,0.62,#f2efe9. Repeatable.", show_default=False)] = None,
+    hints_file: Annotated[Optional[Path], typer.Option("--hints", metavar="FILE", help="A JSON hint file (the web page's \"download hints\"): a list of {\"x\", \"y\", \"color\"}.", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
 ) -> None:
     """Colorize black-and-white photos at full resolution (exit 1 if any file or the report failed)."""
     from .batch import SAMPLE, ColorizeJob, ReportNotWritten, count
+    from .hints import parse_hint_option, read_hints_file
 
     _setup_logging(quiet)
+    hints = (read_hints_file(hints_file) if hints_file is not None else []) + [parse_hint_option(h) for h in hint or []]
     job = ColorizeJob(
         inputs=inputs or [str(SAMPLE)], out=out, model=model, size=size, device=device, backend=backend,
         batch_size=batch_size, fmt=fmt, quality=quality, keep_color=keep_color, overwrite=overwrite, report=report,
+        hints=hints,
     )
     report_error = None
     try:

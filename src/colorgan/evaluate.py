@@ -16,6 +16,7 @@ import itertools
 import logging
 import os
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -31,6 +32,7 @@ from .color import gray_level_luminance, is_gray, luminance, uint8_to_unit
 from .data import find_images, top_folder
 from .errors import PhotoError, UserError
 from .files import atomic_output
+from .hints import MAX_HINTS, truth_hints
 from .infer import Colorizer, ModelOptions, resolve_device
 from .metrics import FID, METRIC_KEYS, PSNR_CAP_DB, FeatureStats, score_batch, summarize
 from .photo import Photo, read_photo
@@ -58,6 +60,7 @@ class EvalSettings(ModelOptions):
     native: bool = False
     fid: bool = False
     batch_size: int = BATCH_SIZE
+    hints: int = 0
 
     def check(self) -> None:
         """Reject contradictory or out-of-range settings before any work is done."""
@@ -65,6 +68,10 @@ class EvalSettings(ModelOptions):
             raise UserError(f"unknown baseline {self.baseline!r}; choose one of: {', '.join(BASELINES)}")
         if self.baseline is not None and self.model is not None:
             raise UserError("--baseline scores the gray input itself; it cannot be combined with --model")
+        if self.hints and self.baseline is not None:
+            raise UserError("--hints guides a model; the gray baseline takes none")
+        if not 0 <= self.hints <= MAX_HINTS:
+            raise UserError(f"--hints must be between 0 and {MAX_HINTS}, got {self.hints}")
         for name, value in (("--limit", self.limit), ("--size", self.size), ("--batch-size", self.batch_size)):
             if value is not None and value <= 0:
                 raise UserError(f"{name} must be a positive number, got {value}")
@@ -175,8 +182,10 @@ def evaluate(settings: EvalSettings) -> EvalResult:
     if settings.fid:
         reference_file = _fid_reference_file(paths, settings)
         fid = FID(resolve_device(settings.device), reference=FeatureStats.load(reference_file))
+    if settings.hints and not colorizer.takes_hints:
+        raise UserError(f"--hints {settings.hints}: this model takes no color hints (it has no hint channels)")
     result, skipped = score_colorizer(colorizer, paths, data=settings.data, size=settings.size,
-                                      batch_size=settings.batch_size, native=settings.native, fid=fid)
+                                      batch_size=settings.batch_size, native=settings.native, fid=fid, hints=settings.hints)
     metrics = result.summary()
     psnr_capped = int(metrics.pop("psnr_capped"))
     if fid is not None:
@@ -241,6 +250,7 @@ def score_colorizer(
     native: bool = False,
     fid: FID | None = None,
     grid_rows: int = GRID_ROWS,
+    hints: int = 0,
 ) -> tuple[EvalResult, Skipped]:
     """Colorize and score the color photos among ``paths`` (files under ``data``); see the module docstring.
 
@@ -248,14 +258,16 @@ def score_colorizer(
     numbers agree. ``colorizer=None`` scores the gray input itself (the baseline); ``size`` is
     the render size (None: the model's). Returns the per-photo rows and the first ``grid_rows``
     (gray, prediction, truth) triples, with ``report`` left to the caller, and what was skipped;
-    no color photo at all is a :class:`UserError`.
+    no color photo at all is a :class:`UserError`. ``hints`` > 0 guides the colorizer with that
+    many hints of the true colors per photo (:func:`colorgan.hints.truth_hints`, at places fixed
+    by the photo's path), the field's measure of how much hints help.
     """
     skipped, result = Skipped(), EvalResult(report={})
     next_progress = PROGRESS_EVERY
     for start in range(0, len(paths), batch_size):
         photos = _read_batch(paths[start : start + batch_size], skipped)
         if photos:
-            _score_photos(photos, colorizer, result, data=data, size=size, native=native, fid=fid, grid_rows=grid_rows)
+            _score_photos(photos, colorizer, result, data=data, size=size, native=native, fid=fid, grid_rows=grid_rows, hints=hints)
         if len(result.per_image) >= next_progress:
             log.info("scored %d photos (%d of %d files read)", len(result.per_image), start + len(photos), len(paths))
             next_progress += PROGRESS_EVERY
@@ -274,10 +286,15 @@ def _score_photos(
     native: bool,
     fid: FID | None,
     grid_rows: int,
+    hints: int = 0,
 ) -> None:
     """Colorize one batch of photos, score it, and add its rows (and grid triples) to ``result``."""
     grays = [gray_input(rgb) for _, rgb in photos]
-    preds = [Image.fromarray(g) for g in grays] if colorizer is None else colorizer.colorize_batch(grays, size=size)
+    if colorizer is None:
+        preds = [Image.fromarray(g) for g in grays]
+    else:
+        guides = [truth_hints(rgb, hints, seed=_photo_seed(path, data)) for path, rgb in photos] if hints else None
+        preds = colorizer.colorize_batch(grays, size=size, hints=guides)
     truths = [Image.fromarray(rgb) for _, rgb in photos]
     for gray, pred, truth in itertools.islice(zip(grays, preds, truths), max(grid_rows - len(result.grid), 0)):
         result.grid.append((_to_eval_size(Image.fromarray(gray)), _to_eval_size(pred), _to_eval_size(truth)))
@@ -291,6 +308,11 @@ def _score_photos(
             fid.update(p, t)
     for i, (path, _) in enumerate(photos):
         result.per_image.append(Scored(path.relative_to(data).as_posix(), {k: scores[k][i] for k in METRIC_KEYS}))
+
+
+def _photo_seed(path: Path, data: Path) -> int:
+    """A seed fixed by the photo's place in the data folder: every model gets the same hints on it."""
+    return zlib.crc32(path.relative_to(data).as_posix().encode())
 
 
 # --- outputs ----------------------------------------------------------------------------
@@ -331,11 +353,12 @@ GRID_COLUMNS = ("gray input", "prediction", "ground truth")
 GRID_HEADER = 24  # px: a label row above the tiles
 
 
-def save_grid(triples: Sequence[tuple[Image.Image, Image.Image, Image.Image]], path: Path) -> None:
-    """A PNG with one row per photo: gray input | prediction | ground truth, 256 px tiles under a label row."""
-    grid = Image.new("RGB", (3 * EVAL_SIZE, GRID_HEADER + len(triples) * EVAL_SIZE), "white")
+def save_grid(triples: Sequence[Sequence[Image.Image]], path: Path, *, columns: Sequence[str] = GRID_COLUMNS) -> None:
+    """A PNG with one row per photo (default: gray input | prediction | ground truth), 256 px tiles
+    under a row of ``columns`` labels."""
+    grid = Image.new("RGB", (len(columns) * EVAL_SIZE, GRID_HEADER + len(triples) * EVAL_SIZE), "white")
     draw = ImageDraw.Draw(grid)
-    for col, label in enumerate(GRID_COLUMNS):
+    for col, label in enumerate(columns):
         draw.text((col * EVAL_SIZE + EVAL_SIZE // 2, GRID_HEADER // 2), label, fill="black", anchor="mm",
                   font=ImageFont.load_default(size=14))
     for row, triple in enumerate(triples):

@@ -7,7 +7,7 @@ its own full-resolution L*, so the output has the input's exact geometry and det
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from torch import nn
 
 from . import render
 from .errors import UserError
+from .hints import HINT_CHANNELS, Hint, HintError, check_hints, hint_channels
 from .photo import Photo, read_photo
 
 BACKENDS = ("torch", "onnx")
@@ -59,15 +60,30 @@ class ModelOptions:
         return Colorizer.from_pretrained(self.model, device=self.device, backend=self.backend)
 
 
+@dataclass(frozen=True, eq=False)
+class PreparedPhoto:
+    """A photo made ready to be colorized again and again (hint editing): decoded, with the
+    model's input and the full-size L* computed once, so each colorization runs only the
+    network and the recombination. Made by :meth:`Colorizer.prepare`."""
+
+    photo: Photo  # what the result is drawn on: the photo, or its preview when one was asked for
+    size: int
+    model_l: torch.Tensor  # (1, size, size), normalized, from the photo at full size
+    luminance: torch.Tensor  # (H, W) of ``photo``, L* in [0, 100]
+    width: int  # the photo's own size, which pixel-coordinate hints refer to
+    height: int
+
+
 class Colorizer:
-    """Colorize photos at full resolution with a trained generator.
+    """Colorize photos at full resolution with a trained generator, optionally guided by color hints.
 
     Example::
 
-        from colorgan import Colorizer
+        from colorgan import Colorizer, Hint
 
         colorizer = Colorizer.from_pretrained("runs/final/model.safetensors")
         colorizer.colorize("grandma.jpg").save("grandma_color.png")
+        colorizer.colorize("cup.jpg", hints=[Hint(x=0.41, y=0.62, color="#f2efe9")])  # the cup is white
     """
 
     def __init__(
@@ -159,20 +175,31 @@ class Colorizer:
                 raise UserError(f"conditioning must have shape {expected}, got {tuple(cond.shape)}")
         return self._predict(l_norm, cond)
 
-    def colorize(self, image: Any, *, size: int | None = None) -> Image.Image:
+    @property
+    def takes_hints(self) -> bool:
+        """Whether this model has the hint channels of :mod:`colorgan.hints` (a hint-capable model)."""
+        return self.cond_channels == HINT_CHANNELS
+
+    def colorize(self, image: Any, *, size: int | None = None, hints: Iterable[Hint] | None = None) -> Image.Image:
         """Colorize one photo (a path, a PIL image or a NumPy array); returns RGB (RGBA if it had alpha).
 
         The output has the input's size and L*; ``size`` is the resolution the model sees
         (default, and usually best: its training size; larger sizes give finer color edges but can over-saturate).
+        ``hints`` (:class:`~colorgan.hints.Hint`, for a model where :attr:`takes_hints`) pin colors
+        to points; only their chroma is used, the photo keeps its own lightness. No hints is the
+        automatic colorization.
 
         Example::
 
             colorizer.colorize("scan.tif", size=512).save("scan_color.png")
         """
-        return self.colorize_batch([image], size=size)[0]
+        return self.colorize_batch([image], size=size, hints=None if hints is None else [hints])[0]
 
-    def colorize_batch(self, images: Iterable[Any], *, size: int | None = None) -> list[Image.Image]:
-        """Colorize several photos, running the model on them as one batch.
+    def colorize_batch(
+        self, images: Iterable[Any], *, size: int | None = None, hints: Sequence[Iterable[Hint] | None] | None = None
+    ) -> list[Image.Image]:
+        """Colorize several photos, running the model on them as one batch; ``hints`` holds one
+        list of hints (or None) per photo.
 
         Example::
 
@@ -180,11 +207,52 @@ class Colorizer:
         """
         size = self.check_size(size)
         photos: list[Photo] = [read_photo(image) for image in images]
+        if hints is not None and len(hints) != len(photos):
+            raise HintError(f"hints must hold one list per photo: {len(photos)} photos, {len(hints)} hint lists")
         if not photos:
             return []
         with torch.inference_mode():
-            ab = self.predict_ab(torch.stack([render.model_input(photo, size) for photo in photos]))
+            l_norm = torch.stack([render.model_input(photo, size) for photo in photos])
+            ab = self.predict_ab(l_norm, self._hint_input([photo.image.size for photo in photos], hints, size))
             return [render.recombine(photo, ab_one) for photo, ab_one in zip(photos, ab, strict=True)]
+
+    def prepare(self, image: Any, *, size: int | None = None, max_pixels: int | None = None) -> PreparedPhoto:
+        """Decode ``image`` and compute what every colorization of it shares, for
+        :meth:`colorize_prepared` (a hint editor colorizes one photo after each click).
+
+        With ``max_pixels``, results are drawn on a preview of at most that many pixels (the
+        model still sees the whole photo, so the colors are those of the full-size result).
+        """
+        size = self.check_size(size)
+        photo = read_photo(image)
+        width, height = photo.image.size
+        model_l = render.model_input(photo, size)
+        if max_pixels is not None and width * height > max_pixels:
+            scale = (max_pixels / (width * height)) ** 0.5
+            preview = (max(1, int(width * scale)), max(1, int(height * scale)))
+            photo = Photo(photo.image.resize(preview, Image.Resampling.BICUBIC), photo.source)
+        return PreparedPhoto(photo=photo, size=size, model_l=model_l, luminance=photo.luminance(), width=width, height=height)
+
+    def colorize_prepared(self, prepared: PreparedPhoto, *, hints: Iterable[Hint] | None = None) -> Image.Image:
+        """:meth:`colorize` of a photo from :meth:`prepare`: only the network and the recombination run."""
+        cond = self._hint_input([(prepared.width, prepared.height)], [hints], prepared.size)
+        with torch.inference_mode():
+            ab = self.predict_ab(prepared.model_l[None], cond)
+            return render.recombine(prepared.photo, ab[0], luminance=prepared.luminance)
+
+    def _hint_input(self, sizes: Sequence[tuple[int, int]], hints: Sequence[Iterable[Hint] | None] | None,
+                    size: int) -> torch.Tensor | None:
+        """The hint channels of a batch of photos of these (width, height), or None when no photo
+        has hints (the automatic case)."""
+        lists = [check_hints(h) for h in hints] if hints is not None else []
+        if not any(lists):
+            return None
+        if not self.takes_hints:
+            raise HintError("this model takes no color hints (it has no hint channels); use a hint-capable model such as the bundled default")
+        return torch.stack([
+            hint_channels(hint_list, width=width, height=height, size=size)
+            for (width, height), hint_list in zip(sizes, lists, strict=True)
+        ])
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write the model as ``model.safetensors`` + ``model.json`` into ``directory``; returns the weights path."""

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .color import denormalize_ab, lab_to_srgb8, luminance, normalize_l
+from .color import denormalize_ab, lab_to_srgb8, normalize_l, luminance as luminance_of
 
 if TYPE_CHECKING:
     from .photo import Photo
@@ -37,11 +37,14 @@ def model_input(photo: Photo, size: int) -> torch.Tensor:
     image = photo.image
     color = image.convert(image.mode[:-1]) if photo.has_alpha else image
     small = color.resize((size, size), Image.Resampling.BICUBIC)
-    return normalize_l(luminance(np.asarray(small)))[None]
+    return normalize_l(luminance_of(np.asarray(small)))[None]
 
 
-def recombine(photo: Photo, ab_norm: torch.Tensor) -> Image.Image:
+def recombine(photo: Photo, ab_norm: torch.Tensor, *, luminance: torch.Tensor | None = None) -> Image.Image:
     """Join predicted normalized ab (2, S, S) to the photo's own L*: RGB (RGBA with alpha) at full size.
+
+    ``luminance`` is the photo's L* (H, W) when already known (a photo colorized repeatedly);
+    by default each stripe's is computed from its pixels.
 
     ab is upsampled bilinearly (as ``F.interpolate`` with ``align_corners=False``) stripe by
     stripe, so no full-size float array exists and the memory beyond the input and output
@@ -59,11 +62,12 @@ def recombine(photo: Photo, ab_norm: torch.Tensor) -> Image.Image:
 
     def stripe(top: int) -> Image.Image:
         bottom = min(height, top + rows)
-        color, alpha = photo.pixels(top, bottom)
+        color, alpha = photo.pixels(top, bottom) if luminance is None or photo.has_alpha else (None, None)
+        l_rows = luminance[top:bottom] if luminance is not None else luminance_of(color)
         ab_rows = _rows(ab, top, bottom, height)
         if not narrow:
             ab_rows = F.interpolate(ab_rows[None], size=(bottom - top, width), mode="bilinear", align_corners=False)[0]
-        rgb = lab_to_srgb8(luminance(color), ab_rows)
+        rgb = lab_to_srgb8(l_rows, ab_rows)
         return Image.fromarray(rgb if alpha is None else np.concatenate([rgb, alpha], axis=-1))
 
     out = Image.new("RGBA" if photo.has_alpha else "RGB", (width, height))

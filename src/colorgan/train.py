@@ -20,6 +20,7 @@ from torch import nn
 
 from .data import find_images
 from .errors import UserError
+from .hints import simulate_hints
 from .training.checkpoint import KEEP_CHECKPOINTS, Checkpointer, RunState, latest_checkpoint
 from .training.config import TrainConfig
 from .training.photos import scan_photos
@@ -100,7 +101,8 @@ def run_training(cfg: TrainConfig) -> TrainResult:
                 runlog.note_skips(batch["skipped"], state.meters)
                 if trainer.all_ranks_have_photos(len(batch["rgb"])):
                     l, ab = to_model_input(batch["rgb"])
-                    losses = trainer.train_step(l, ab, cond=batch.get("cond"))  # no conditioning yet: None
+                    cond = simulate_hints(ab) if cfg.hints else None
+                    losses = trainer.train_step(l, ab, cond=cond)
                     state.meters.add(losses, len(batch["rgb"]))
                     runlog.step(state.global_step + 1, losses)
                 state.step_in_epoch += 1

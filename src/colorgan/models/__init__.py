@@ -19,6 +19,7 @@ from .patchgan import PatchGAN
 from .registry import (
     GENERATORS,
     Generator,
+    add_cond_channels,
     build_generator,
     complete_spec,
     generator_options,
@@ -36,6 +37,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "Generator",
     "PatchGAN",
+    "add_cond_channels",
     "build_generator",
     "bundled_models",
     "complete_spec",

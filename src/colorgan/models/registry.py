@@ -41,6 +41,9 @@ class Generator(nn.Module):
     size_multiple: int = 1
     #: Whether :meth:`load_encoder_weights` can start the encoder from ImageNet weights.
     has_pretrained_encoder: bool = False
+    #: Submodules that exist only for the conditioning channels (zero-initialized, so a model
+    #: without conditioning can be widened into this one: :func:`add_cond_channels`).
+    cond_modules: tuple[str, ...] = ()
     config: dict[str, Any]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -166,6 +169,28 @@ def complete_spec(name: str, config: dict[str, Any]) -> dict[str, Any]:
         raise UserError(f"invalid {name} generator config: {exc}") from None
     bound.apply_defaults()
     return {"generator": name, "config": {k: _plain(v) for k, v in bound.arguments.items()}}
+
+
+def add_cond_channels(state: dict[str, torch.Tensor], generator: Generator, *, source: str) -> dict[str, torch.Tensor]:
+    """The weights ``state`` of ``generator``'s architecture with fewer conditioning channels,
+    made to fit it: each input kernel gets zero kernels for the new channels, and the
+    generator's conditioning-only modules (:attr:`Generator.cond_modules`) keep their initial
+    (zero) weights, so the widened network computes exactly what the original did (how a
+    hint-capable model starts from an automatic one). Tensors that differ otherwise are left
+    for the load to refuse."""
+    own = generator.state_dict()
+    state = state | {k: v for k, v in own.items() if k.split(".")[0] in generator.cond_modules and k not in state}
+    widened, changed = dict(state), 0
+    for key, tensor in state.items():
+        mine = own.get(key)
+        if (mine is not None and tensor.dim() == mine.dim() >= 2 and tensor.shape[0] == mine.shape[0]
+                and tensor.shape[2:] == mine.shape[2:] and 0 < tensor.shape[1] < mine.shape[1]):
+            extra = tensor.new_zeros(tensor.shape[0], mine.shape[1] - tensor.shape[1], *tensor.shape[2:])
+            widened[key] = torch.cat([tensor, extra], dim=1)
+            changed += 1
+    if not changed:
+        raise UserError(f"{source} has no input kernel to widen for {generator.cond_channels} conditioning channels")
+    return widened
 
 
 def init_normal(module: nn.Module, std: float = 0.02) -> None:

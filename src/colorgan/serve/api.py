@@ -1,4 +1,6 @@
-"""The plain HTTP API: ``POST /api/colorize`` (multipart ``image``, optional ``size``) and ``GET /api/health``.
+"""The plain HTTP API: ``POST /api/colorize`` (multipart ``image``, optional ``size`` and ``hints``) and ``GET /api/health``.
+
+``hints`` is a JSON hint list (see :mod:`colorgan.hints`), e.g. ``[{"x": 0.41, "y": 0.62, "color": "#f2efe9"}]``.
 
 Answers are ``image/png``, or JSON ``{"error": "..."}`` with the :class:`RequestError`'s
 status (400, 408, 413, 503; 500 with no details for a bug). Every file a request made is
@@ -29,22 +31,19 @@ def add_api_routes(api: FastAPI, service: ColorizeService) -> None:
 
     @api.post("/api/colorize", response_class=Response)
     async def colorize_endpoint(request: Request) -> Response:
-        """Colorize one photo: multipart field ``image`` (and optional ``size``) -> ``image/png``."""
+        """Colorize one photo: multipart field ``image`` (optional ``size``, ``hints``) -> ``image/png``."""
         upload = service.temp_path(".upload")
         out = service.temp_path(".png")
         try:
-            size = await receive_photo(request, service.settings, upload)
-            render = service.render_size(size)
+            form = await receive_photo(request, service.settings, upload)
+            render = service.render_size(form.size)
             await anyio.to_thread.run_sync(service.inspect, upload)
-            await service.colorize(upload, render, out)
+            await service.colorize(upload, render, out, hints=form.hints)
             return _png_response(out)
         except RequestError as exc:
-            log.info("POST /api/colorize -> %d: %s", exc.status, exc.message)
-            headers = {"Retry-After": "30"} if exc.status == 503 else None
-            return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+            return refusal("POST /api/colorize", exc)
         except Exception:  # a bug or an exhausted machine: still JSON, and the details in the log only
-            log.exception("POST /api/colorize failed")
-            return JSONResponse({"error": "internal error; see the server's log"}, status_code=500)
+            return internal_error("POST /api/colorize")
         finally:
             upload.unlink(missing_ok=True)
             _try_unlink(out)  # after an error; a response in flight already unlinked it (or will)
@@ -64,6 +63,19 @@ def add_api_routes(api: FastAPI, service: ColorizeService) -> None:
             "max_upload_mb": settings.max_upload_mb,
             "max_megapixels": settings.max_megapixels,
         }
+
+
+def refusal(route: str, exc: RequestError) -> JSONResponse:
+    """A refused request's JSON answer (503s say when to retry); logged in one line."""
+    log.info("%s -> %d: %s", route, exc.status, exc.message)
+    headers = {"Retry-After": "30"} if exc.status == 503 else None
+    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+
+
+def internal_error(route: str) -> JSONResponse:
+    """A bug's answer: a 500 without details; the traceback goes to the log only. Call it in an ``except``."""
+    log.exception("%s failed", route)
+    return JSONResponse({"error": "internal error; see the server's log"}, status_code=500)
 
 
 def _png_response(path: Path) -> Response:

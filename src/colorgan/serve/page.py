@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio.to_thread
 import gradio as gr
+from gradio.exceptions import ComponentProcessingError
 
 from ..photo import pillow_errors
 from .service import ColorizeService
@@ -36,26 +37,43 @@ def example_photos() -> list[Path]:
     return sorted(EXAMPLES_DIR.glob("*.jpg"))
 
 
-def _with_plain_errors(photo: gr.Image, service: ColorizeService) -> gr.Image:
-    """Make ``photo`` answer an unreadable upload with a plain message, and return it.
+def _with_plain_errors(page: gr.Blocks, service: ColorizeService) -> gr.Blocks:
+    """Make ``page`` answer an unreadable upload with a plain message, and return it.
 
-    Gradio opens the upload's header before our function runs; its own error for a file that
-    is not an image names its internals and the server's cache path. The instance's
-    ``preprocess`` is wrapped rather than subclassed: Gradio writes a ``.pyi`` stub beside
-    any module that defines a component class.
+    Gradio opens an uploaded image before our function runs; its own error for a file that is
+    not an image names its internals and the server's cache path. The page's
+    ``preprocess_data`` (which preprocesses every input of every event) is wrapped, not one
+    component's ``preprocess``: Gradio rebuilds a component per session when an event updates
+    it (loading an example does), and the rebuilt one would lack a wrapper. Components are not
+    subclassed either: Gradio writes a ``.pyi`` stub beside any module that defines one.
     """
-    preprocess = photo.preprocess
+    preprocess_data = page.preprocess_data
 
-    def plain_preprocess(payload: Any) -> Any:
-        source = getattr(payload, "path", None) or "upload"  # a data: URL upload has no path
+    async def plain_preprocess_data(*args: Any, **kwargs: Any) -> Any:
         try:
-            with service.photo_errors(), pillow_errors(source):
-                return preprocess(payload)
-        except RequestError as exc:
-            raise gr.Error(exc.message, print_exception=False) from None
+            return await preprocess_data(*args, **kwargs)
+        except ComponentProcessingError as exc:
+            message = _photo_refusal(exc.__cause__, service)
+            if message is None:
+                raise
+            raise gr.Error(message, print_exception=False) from None
 
-    photo.preprocess = plain_preprocess  # type: ignore[method-assign]
-    return photo
+    page.preprocess_data = plain_preprocess_data  # type: ignore[method-assign]
+    return page
+
+
+def _photo_refusal(error: BaseException | None, service: ColorizeService) -> str | None:
+    """The page's wording for ``error`` if it is a photo that cannot be read (None otherwise):
+    the same words the HTTP API uses, through the one Pillow-error mapping."""
+    if error is None:
+        return None
+    try:
+        with service.photo_errors(), pillow_errors("upload"):
+            raise error
+    except RequestError as refused:
+        return refused.message
+    except BaseException:  # noqa: BLE001 - not a photo problem: Gradio reports it as it does
+        return None
 
 
 def _page_handler(service: ColorizeService) -> Callable[[str | None, float | None], Awaitable[tuple[Any, Any]]]:
@@ -93,13 +111,15 @@ def build_page(service: ColorizeService) -> gr.Blocks:
         gr.Markdown(
             "# colorgan\nDrop, paste or pick a black-and-white photo: it comes back in color at its full "
             f"resolution. Up to {service.settings.max_upload_mb:g} MB and {service.settings.max_megapixels:g} megapixels."
+            + ("\n\nA color came out wrong? [Guide the colors with a few clicks](guide) in the hint editor."
+               if colorizer.takes_hints else "")
         )
         with gr.Row(equal_height=False):
             with gr.Column():
-                photo = _with_plain_errors(gr.Image(
+                photo = gr.Image(
                     label="Black-and-white photo", type="filepath", image_mode=None,
                     sources=["upload", "clipboard"], elem_id="photo",
-                ), service)
+                )
                 size = gr.Slider(
                     minimum=step * math.ceil(64 / step), maximum=service.max_render_size, step=step, value=colorizer.size,
                     label="Render size", info="The resolution the model sees: its training size is usually best; larger gives finer color edges but can over-saturate.",
@@ -124,4 +144,4 @@ def build_page(service: ColorizeService) -> gr.Blocks:
             api_visibility="private",
         )
     page.queue(max_size=service.settings.max_queue, default_concurrency_limit=service.settings.concurrency)
-    return page
+    return _with_plain_errors(page, service)

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator, Callable
 
@@ -16,15 +17,18 @@ from ..errors import UserError
 from ..infer import Colorizer
 from .api import add_api_routes
 from .connections import GuardedH11Protocol
+from .guided import PhotoStore, add_guided_routes
 from .page import EXAMPLES_DIR, build_page
 from .service import ColorizeService
 from .settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
+GRADIO_FOLDER = "gradio"
+
 
 def create_app(settings: ServeSettings, colorizer: Colorizer | None = None) -> FastAPI:
-    """The whole server: the API routes, then the Gradio page mounted at ``/``.
+    """The whole server: the API routes, the hint editor at ``/guide``, then the Gradio page mounted at ``/``.
 
     ``colorizer`` reuses an already loaded model (tests); by default ``settings.model`` is loaded.
     """
@@ -32,6 +36,9 @@ def create_app(settings: ServeSettings, colorizer: Colorizer | None = None) -> F
     if colorizer is None:
         colorizer = settings.load_colorizer()
     service = ColorizeService(colorizer, settings)
+    # Gradio's uploads and results go inside the server's own folder, so those of a server killed
+    # with kill -9 are removed with it at the next start. Gradio reads this when the page is built.
+    os.environ["GRADIO_TEMP_DIR"] = str(service.workdir / GRADIO_FOLDER)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -42,6 +49,7 @@ def create_app(settings: ServeSettings, colorizer: Colorizer | None = None) -> F
 
     api = FastAPI(title="colorgan", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     add_api_routes(api, service)  # before the mount at "/", which would otherwise shadow them
+    add_guided_routes(api, service, PhotoStore())
     return gr.mount_gradio_app(
         api, build_page(service), path="/",
         max_file_size=settings.max_upload_bytes,
@@ -85,6 +93,7 @@ def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 7860,
             # uvicorn's own limit_concurrency would count idle connections and answer 503 to everyone.
             http=GuardedH11Protocol.configured(body_timeout_s=settings.upload_timeout_s),
             timeout_keep_alive=5,
+            ws="none",  # nothing here speaks WebSocket (Gradio streams over HTTP), so no connection escapes the guard
         )
         if on_ready is not None:
             on_ready(url_for(host, port))

@@ -12,7 +12,7 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import anyio.to_thread
@@ -21,6 +21,7 @@ from PIL import Image
 
 from ..errors import PhotoError, PhotoTooLarge, UserError
 from ..files import PNG_COMPRESS_LEVEL
+from ..hints import Hint, HintError
 from ..infer import Colorizer
 from ..photo import open_image, read_photo
 from .limiter import Limiter
@@ -79,6 +80,8 @@ class ColorizeService:
             raise RequestError(413, self._too_many_pixels_message()) from None
         except PhotoError as exc:
             raise RequestError(400, f"cannot read this photo: {exc.reason}") from None
+        except HintError as exc:  # e.g. a hint off the photo, or hints for a model without hint channels
+            raise RequestError(400, str(exc)) from None
 
     def inspect(self, path: Path) -> tuple[int, int, str]:
         """(width, height, format) from the file's header, refusing non-images and oversized photos.
@@ -96,8 +99,9 @@ class ColorizeService:
         found = f" ({width}×{height} = {width * height / 1e6:.1f} MP)" if width else ""
         return f"photo too large{found}; this server accepts at most {self.settings.max_megapixels:g} megapixels"
 
-    def colorize_to_png(self, source: Path, size: int, out: Path, preview: Path | None = None) -> tuple[int, int]:
-        """Colorize ``source`` and write it to ``out`` as PNG; returns its (width, height).
+    def colorize_to_png(self, source: Path, size: int, out: Path, preview: Path | None = None,
+                        hints: Sequence[Hint] = ()) -> tuple[int, int]:
+        """Colorize ``source`` (guided by ``hints``) and write it to ``out`` as PNG; returns its (width, height).
 
         ``preview`` also gets the photo itself as a PNG, for uploads a browser cannot show (TIFF, BMP...).
         Runs in a worker thread while the caller holds a limiter slot.
@@ -105,21 +109,22 @@ class ColorizeService:
         started = time.perf_counter()
         with self.photo_errors():
             photo = read_photo(source)
-            image = self.colorizer.colorize(photo, size=size)
+            image = self.colorizer.colorize(photo, size=size, hints=hints)
         image.save(out, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         if preview is not None:
             _browser_image(photo.image).save(preview, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         log.info("colorized %d×%d at size %d in %.2f s", image.width, image.height, size, time.perf_counter() - started)
         return image.size
 
-    async def colorize(self, source: Path, size: int, out: Path, preview: Path | None = None) -> tuple[int, int]:
+    async def colorize(self, source: Path, size: int, out: Path, preview: Path | None = None,
+                       hints: Sequence[Hint] = ()) -> tuple[int, int]:
         """:meth:`colorize_to_png` in a worker thread, once a slot is free.
 
         The thread is not abandoned when the client goes away, so the slot is held until
         the work really stops and ``concurrency`` is never exceeded.
         """
         async with self.limiter.slot():
-            return await anyio.to_thread.run_sync(self.colorize_to_png, source, size, out, preview)
+            return await anyio.to_thread.run_sync(self.colorize_to_png, source, size, out, preview, hints)
 
 
 def _browser_image(image: Image.Image) -> Image.Image:

@@ -8,7 +8,9 @@ from the request).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,11 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
 
+from ..hints import Hint, HintError, parse_hints_json
 from .settings import RequestError, ServeSettings
 
+# A JSON request body (a hint list of MAX_HINTS points is about 60 KB).
+MAX_JSON_BYTES = 1 << 20
 # Room for the multipart envelope (boundaries, part headers, a size field) around the photo.
 MULTIPART_SLACK = 64 * 1024
 
@@ -51,8 +56,16 @@ def _capped_receive(receive: Receive, limit: int, timeout_s: float) -> Receive:
     return capped
 
 
-async def receive_photo(request: Request, settings: ServeSettings, dest: Path) -> int | None:
-    """Stream the multipart upload into ``dest``; returns the requested ``size`` (``None``: default)."""
+@dataclass(frozen=True)
+class PhotoForm:
+    """The form fields that came with a photo: ``size`` (None: the model's) and ``hints`` (JSON, see :mod:`colorgan.hints`)."""
+
+    size: int | None = None
+    hints: list[Hint] = field(default_factory=list)
+
+
+async def receive_photo(request: Request, settings: ServeSettings, dest: Path) -> PhotoForm:
+    """Stream the multipart upload into ``dest``; returns the other form fields, checked."""
     body_limit = settings.max_upload_bytes + MULTIPART_SLACK
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > body_limit:
@@ -63,13 +76,45 @@ async def receive_photo(request: Request, settings: ServeSettings, dest: Path) -
             upload = form.get("image")
             if not isinstance(upload, UploadFile):
                 raise RequestError(400, "send the photo as a multipart/form-data file field named 'image'")
-            size_field = form.get("size")
+            size_field, hints_field = form.get("size"), form.get("hints")
             await anyio.to_thread.run_sync(_copy_upload, upload, dest, settings.max_upload_bytes)
     except (MultiPartException, HTTPException) as exc:  # the parser's complaints: bad boundary, too many parts
         raise RequestError(400, f"malformed multipart body ({getattr(exc, 'detail', None) or exc})") from None
     except ClientDisconnect:
         raise RequestError(400, "the client went away during the upload") from None
-    return _parse_size(size_field)
+    return PhotoForm(size=_parse_size(size_field), hints=parse_hints_field(hints_field))
+
+
+def parse_hints_field(field: Any) -> list[Hint]:
+    """The ``hints`` form field (a JSON hint list, as the page downloads it); a malformed one is a 400."""
+    if field is None or field == "":
+        return []
+    if not isinstance(field, str):
+        raise RequestError(400, "hints must be a text field holding a JSON list, not a file")
+    try:
+        return parse_hints_json(field)
+    except HintError as exc:
+        raise RequestError(400, str(exc)) from None
+
+
+async def receive_json(request: Request, settings: ServeSettings) -> Any:
+    """A JSON request body, capped at :data:`MAX_JSON_BYTES` and the upload timeout; malformed JSON is a 400."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_JSON_BYTES:
+        raise RequestError(413, f"request body too large; at most {MAX_JSON_BYTES // 1024} KB of JSON")
+    receive = _capped_receive(request.receive, MAX_JSON_BYTES, settings.upload_timeout_s)
+    chunks = []
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestError(400, "the client went away during the request")
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        return json.loads(b"".join(chunks))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"the request body is not valid JSON: {exc}") from None
 
 
 def _copy_upload(upload: UploadFile, dest: Path, limit: int) -> None:

@@ -13,7 +13,7 @@ from ..errors import UserError
 
 STAGES = ("pretrain", "gan")
 # What makes a run the run it is: a resume may change how long it trains, never these.
-IDENTITY = ("stage", "generator", "encoder", "size")
+IDENTITY = ("stage", "generator", "encoder", "size", "hints")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 
 
@@ -36,6 +36,9 @@ class TrainConfig:
     epochs: int = 20
     lr: float | None = None
     lambda_l1: float = 100.0
+    hints: bool = False
+    cond_lr_scale: float = 10.0
+    freeze_base: bool = False
     gan_mode: str = "vanilla"
     balance: float = 0.0
     crop_scale: float | None = None
@@ -105,10 +108,13 @@ class TrainConfig:
         return (0.5, 0.999) if self.gan else (0.9, 0.999)
 
     def generator_kwargs(self) -> dict[str, Any]:
-        """The training options that the chosen generator's constructor takes (e.g. ``encoder``)."""
+        """The training options that the chosen generator's constructor takes (e.g. ``encoder``;
+        ``hints`` gives it the hint channels of :mod:`colorgan.hints`)."""
         from ..models import generator_options  # here, not at the top: ``colorgan train --help`` reads this module's defaults
 
-        return generator_options(self.generator, {"encoder": self.encoder})
+        from ..hints import HINT_CHANNELS
+
+        return generator_options(self.generator, {"encoder": self.encoder, "cond_channels": HINT_CHANNELS if self.hints else 0})
 
     def validate(self) -> None:
         """Reject impossible settings before any work starts."""
@@ -125,6 +131,9 @@ class TrainConfig:
             (self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}"),
             (self.epochs > 0, f"--epochs must be positive, got {self.epochs}"),
             (self.learning_rate > 0, "--lr must be positive"),
+            (self.cond_lr_scale > 0, "--cond-lr-scale must be positive"),
+            (not self.freeze_base or (self.hints and self.init_from is not None),
+             "--freeze-base trains only the hint layers of a model: it needs --hints and --init-from"),
             (self.workers >= 0, "--workers cannot be negative"),
             (self.val_limit > 0, "--val-limit must be positive"),
             (self.samples >= 0, "--samples cannot be negative"),

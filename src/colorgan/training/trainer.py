@@ -30,6 +30,7 @@ from ..losses import GANLoss, l1_loss
 from ..models import (
     Generator,
     PatchGAN,
+    add_cond_channels,
     build_generator,
     complete_spec,
     generator_spec,
@@ -175,9 +176,13 @@ class Trainer:
         if cfg.size % generator.size_multiple:
             raise UserError(f"--size {cfg.size} does not fit the {cfg.generator} generator: use a multiple of {generator.size_multiple}")
         self.encoder_origin = _init_generator(generator, cfg)
+        if cfg.freeze_base:  # a hint adapter: the model stays exactly --init-from, BatchNorm statistics included
+            generator.requires_grad_(False).eval()
+            for name in generator.cond_modules:
+                getattr(generator, name).requires_grad_(True)
         discriminator = PatchGAN().to(memory_format=torch.channels_last) if cfg.gan else None
         generator.to(memory_format=torch.channels_last)
-        opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.learning_rate, betas=cfg.betas)
+        opt_g = torch.optim.Adam(_param_groups(generator, cfg), lr=cfg.learning_rate, betas=cfg.betas)
         if discriminator is None:
             self.nets = Nets(*accelerator.prepare(generator, opt_g))
         else:
@@ -268,18 +273,42 @@ def _init_generator(generator: Generator, cfg: TrainConfig) -> str | None:
     if cfg.init_from is not None:
         weights, meta = read_model_json(cfg.init_from)
         spec = generator_spec(generator)
-        if complete_spec(meta["generator"], meta.get("config", {})) != spec:
+        source_spec = complete_spec(meta["generator"], meta.get("config", {}))
+        source_cond = source_spec["config"].get("cond_channels", 0)
+        # A model without (or with fewer) conditioning channels is widened with zero kernels:
+        # the run starts out computing exactly what it computed.
+        widen = source_cond < generator.cond_channels
+        if source_spec | {"config": source_spec["config"] | {"cond_channels": generator.cond_channels}} != spec:
             raise UserError(
                 f"--init-from {cfg.init_from} is a {meta['generator']} {meta.get('config')} model, "
                 f"but this run trains {spec['generator']} {spec['config']}"
             )
-        load_state_dict_checked(generator, read_weights(weights), source=str(weights))
-        log.info("generator initialized from %s", weights)
+        if not widen and source_cond != generator.cond_channels:
+            raise UserError(f"--init-from {cfg.init_from} takes {source_cond} conditioning channels; this run trains {generator.cond_channels}")
+        state = read_weights(weights)
+        if widen:
+            state = add_cond_channels(state, generator, source=str(weights))
+        load_state_dict_checked(generator, state, source=str(weights))
+        log.info("generator initialized from %s%s", weights, " (hint channels added, starting at zero)" if widen else "")
         return meta.get("training", {}).get("encoder_weights")
     if generator.has_pretrained_encoder and cfg.encoder_weights:
         generator.load_encoder_weights(cfg.encoder_weights)
         return cfg.encoder_weights
     return None
+
+
+def _param_groups(generator: Generator, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The generator's trainable parameters for Adam: the conditioning-only modules (new,
+    zero-initialized layers such as the hint paths) learn ``cond_lr_scale`` times faster than
+    the rest, the usual treatment of new layers fine-tuned on a pretrained network."""
+    new, rest = [], []
+    for name, parameter in generator.named_parameters():
+        if parameter.requires_grad:
+            (new if name.split(".")[0] in generator.cond_modules else rest).append(parameter)
+    groups: list[dict[str, Any]] = [{"params": rest}] if rest else []
+    if new:
+        groups.append({"params": new, "lr": cfg.learning_rate * cfg.cond_lr_scale})
+    return groups
 
 
 def _provenance(cfg: TrainConfig, epochs: int, encoder_origin: str | None) -> dict[str, Any]:
