@@ -135,7 +135,7 @@ class ColorizeJob(ModelOptions):
             if removed:
                 _say(console, f"note: removed {removed} stale temporary file{'s' * (removed > 1)} left by an interrupted run")
             outcomes = _Runner(colorizer, console, size=size, fmt=fmt, quality=self.quality, keep_color=self.keep_color,
-                               hints=check_hints(self.hints)).run(
+                               hints=list(self.hints)).run(
                 tasks, overwrite=self.overwrite, batch_size=self.batch_size, progress=progress
             )
         if self.report is not None:
@@ -151,8 +151,7 @@ class ColorizeJob(ModelOptions):
         check_hints(self.hints)
         if len(tasks) != 1 or tasks[0].skip is not None:
             raise HintError(f"--hint and --hints guide one photo; {len(tasks)} inputs were given")
-        if not colorizer.takes_hints:
-            raise HintError("this model takes no color hints (it has no hint channels); use a hint-capable model such as the bundled default")
+        colorizer.require_hints()
         photo = read_photo(tasks[0].source)
         for hint in self.hints:
             hint.position(photo.image.width, photo.image.height)

@@ -182,8 +182,8 @@ def evaluate(settings: EvalSettings) -> EvalResult:
     if settings.fid:
         reference_file = _fid_reference_file(paths, settings)
         fid = FID(resolve_device(settings.device), reference=FeatureStats.load(reference_file))
-    if settings.hints and not colorizer.takes_hints:
-        raise UserError(f"--hints {settings.hints}: this model takes no color hints (it has no hint channels)")
+    if settings.hints:
+        colorizer.require_hints()
     result, skipped = score_colorizer(colorizer, paths, data=settings.data, size=settings.size,
                                       batch_size=settings.batch_size, native=settings.native, fid=fid, hints=settings.hints)
     metrics = result.summary()

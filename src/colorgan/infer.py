@@ -180,6 +180,11 @@ class Colorizer:
         """Whether this model has the hint channels of :mod:`colorgan.hints` (a hint-capable model)."""
         return self.cond_channels == HINT_CHANNELS
 
+    def require_hints(self) -> None:
+        """Refuse hints for a model without hint channels (a :class:`~colorgan.hints.HintError`)."""
+        if not self.takes_hints:
+            raise HintError("this model takes no color hints (it has no hint channels); use a hint-capable model such as the bundled default")
+
     def colorize(self, image: Any, *, size: int | None = None, hints: Iterable[Hint] | None = None) -> Image.Image:
         """Colorize one photo (a path, a PIL image or a NumPy array); returns RGB (RGBA if it had alpha).
 
@@ -247,8 +252,7 @@ class Colorizer:
         lists = [check_hints(h) for h in hints] if hints is not None else []
         if not any(lists):
             return None
-        if not self.takes_hints:
-            raise HintError("this model takes no color hints (it has no hint channels); use a hint-capable model such as the bundled default")
+        self.require_hints()
         return torch.stack([
             hint_channels(hint_list, width=width, height=height, size=size)
             for (width, height), hint_list in zip(sizes, lists, strict=True)

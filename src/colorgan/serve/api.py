@@ -39,14 +39,14 @@ def add_api_routes(api: FastAPI, service: ColorizeService) -> None:
             render = service.render_size(form.size)
             await anyio.to_thread.run_sync(service.inspect, upload)
             await service.colorize(upload, render, out, hints=form.hints)
-            return _png_response(out)
+            return png_response(out)
         except RequestError as exc:
             return refusal("POST /api/colorize", exc)
         except Exception:  # a bug or an exhausted machine: still JSON, and the details in the log only
             return internal_error("POST /api/colorize")
         finally:
             upload.unlink(missing_ok=True)
-            _try_unlink(out)  # after an error; a response in flight already unlinked it (or will)
+            try_unlink(out)  # after an error; a response in flight already unlinked it (or will)
 
     @api.get("/api/health")
     async def health() -> dict[str, Any]:
@@ -78,7 +78,7 @@ def internal_error(route: str) -> JSONResponse:
     return JSONResponse({"error": "internal error; see the server's log"}, status_code=500)
 
 
-def _png_response(path: Path) -> Response:
+def png_response(path: Path) -> Response:
     """Stream ``path`` as ``image/png`` and make sure it is deleted whatever happens to the response.
 
     On POSIX the file is unlinked right after opening (its data lives until the handle closes),
@@ -86,7 +86,7 @@ def _png_response(path: Path) -> Response:
     """
     handle = path.open("rb")
     length = os.fstat(handle.fileno()).st_size
-    unlinked = _try_unlink(path)
+    unlinked = try_unlink(path)
 
     def chunks() -> Iterator[bytes]:
         try:
@@ -95,12 +95,12 @@ def _png_response(path: Path) -> Response:
         finally:
             handle.close()
             if not unlinked:
-                _try_unlink(path)
+                try_unlink(path)
 
     return StreamingResponse(chunks(), media_type="image/png", headers={"Content-Length": str(length)})
 
 
-def _try_unlink(path: Path) -> bool:
+def try_unlink(path: Path) -> bool:
     try:
         path.unlink(missing_ok=True)
         return True

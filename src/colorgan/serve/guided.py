@@ -31,7 +31,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from ..hints import Hint, HintError, hints_from_json
 from ..infer import Colorizer, PreparedPhoto
-from .api import internal_error, refusal
+from .api import internal_error, png_response, refusal, try_unlink
 from .service import ColorizeService
 from .settings import RequestError
 from .uploads import receive_json, receive_photo
@@ -108,8 +108,8 @@ def add_guided_routes(api: FastAPI, service: ColorizeService, store: PhotoStore)
     async def add_photo(request: Request) -> Response:
         upload = service.temp_path(".upload")
         try:
-            if not service.colorizer.takes_hints:
-                raise RequestError(400, "this server's model takes no color hints; start it with a hint-capable model")
+            with service.photo_errors():
+                service.colorizer.require_hints()
             form = await receive_photo(request, service.settings, upload)
             size = service.render_size(form.size)
             width, height, _ = await anyio.to_thread.run_sync(service.inspect, upload)
@@ -141,22 +141,20 @@ def add_guided_routes(api: FastAPI, service: ColorizeService, store: PhotoStore)
             hints = _hints_of(await receive_json(request, service.settings))
             entry = store.get(key)
             started = time.perf_counter()
+            if full:  # streamed from disk like the API's answers, never held whole in memory
+                await service.colorize(entry.upload, entry.prepared.size, out, hints=hints)
+                return png_response(out)
             async with service.limiter.slot():
-                if full:
-                    await anyio.to_thread.run_sync(service.colorize_to_png, entry.upload, entry.prepared.size, out, None, hints)
-                    body, media = out.read_bytes(), "image/png"
-                else:
-                    with service.photo_errors():
-                        body = await anyio.to_thread.run_sync(preview_jpeg, service.colorizer, entry.prepared, hints)
-                    media = "image/jpeg"
+                with service.photo_errors():
+                    body = await anyio.to_thread.run_sync(preview_jpeg, service.colorizer, entry.prepared, hints)
             took = (time.perf_counter() - started) * 1000
-            return Response(body, media_type=media, headers={"X-Colorize-Ms": f"{took:.0f}", "Cache-Control": "no-store"})
+            return Response(body, media_type="image/jpeg", headers={"X-Colorize-Ms": f"{took:.0f}", "Cache-Control": "no-store"})
         except RequestError as exc:
             return refusal(route, exc)
         except Exception:  # noqa: BLE001 - a bug: a plain 500, the details in the log
             return internal_error(route)
         finally:
-            out.unlink(missing_ok=True)
+            try_unlink(out)  # after an error; a response in flight already unlinked it (or will)
 
 
 def _prepare(service: ColorizeService, upload: Path, size: int) -> PreparedPhoto:
