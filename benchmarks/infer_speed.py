@@ -56,7 +56,7 @@ def default_model(folder: Path) -> Path:
 
 def throughput(predict, batch: int, seconds: float = 4.0) -> float:
     """Best images/s over a few timed rounds, after warm-up."""
-    l_norm = torch.rand(batch, 1, SIZE, SIZE) * 2 - 1
+    l_norm = (torch.rand(batch, 1, SIZE, SIZE) * 2 - 1).numpy()
     for _ in range(2):
         predict(l_norm)
     best = 0.0
@@ -150,7 +150,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         model = args.model or default_model(folder)
-        eager = Colorizer.from_pretrained(model, device="cpu")
+        eager = Colorizer.from_pretrained(model, device="cpu", backend="torch")
         runtime = Colorizer.from_pretrained(model, backend="onnx")
         jpeg = make_jpeg(folder / "12mp.jpg")
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "

@@ -31,7 +31,8 @@ from PIL import Image
 from skimage.color import rgb2lab
 from torch.utils.data import DataLoader, Dataset
 
-from colorgan.data import EpochSampler, PhotoDataset, collate, find_images
+from colorgan.data import EpochSampler, PhotoDataset, collate
+from colorgan.files import find_images
 from colorgan.losses import GANLoss
 from colorgan.models import PatchGAN, build_generator
 from colorgan.train import Nets, resolve_precision, to_model_input, train_step

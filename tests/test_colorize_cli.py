@@ -52,26 +52,26 @@ def photos(gray, tmp_path: Path) -> Path:
     return root
 
 
-def test_folder_is_mirrored_with_one_full_size_png_per_image(photos: Path, tmp_path: Path, tiny_model: Path) -> None:
+def test_folder_is_mirrored_with_one_full_size_output_per_image_in_its_format(photos: Path, tmp_path: Path, tiny_model: Path) -> None:
     code, out, _ = invoke("colorize", photos, "-o", tmp_path / "out", "--model", tiny_model)
     assert code == 0 and "3 done, 0 skipped, 0 failed" in out
     written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*"))
-    assert written == ["a.png", "b.png", "sub", "sub/c.png"]
-    for name, size in [("a.png", (64, 40)), ("b.png", (33, 17)), ("sub/c.png", (20, 50))]:
+    assert written == ["a.jpg", "b.png", "sub", "sub/c.tif"]
+    for name, size, fmt in [("a.jpg", (64, 40), "JPEG"), ("b.png", (33, 17), "PNG"), ("sub/c.tif", (20, 50), "TIFF")]:
         with Image.open(tmp_path / "out" / name) as img:
-            assert (img.format, img.size, img.mode) == ("PNG", size, "RGB")
+            assert (img.format, img.size, img.mode) == (fmt, size, "RGB")
 
 
 def test_rerun_skips_existing_outputs_unless_overwrite(photos: Path, tmp_path: Path, tiny_model: Path) -> None:
     args = ("colorize", photos, "-o", tmp_path / "out", "--model", tiny_model)
     invoke(*args)
     (tmp_path / "out" / "b.png").unlink()  # as if the job had been killed before writing it
-    (tmp_path / "out" / "a.png").write_bytes(b"kept as is")
+    (tmp_path / "out" / "a.jpg").write_bytes(b"kept as is")
     code, out, _ = invoke(*args)
     assert code == 0 and "1 done, 2 skipped, 0 failed" in out
-    assert (tmp_path / "out" / "a.png").read_bytes() == b"kept as is"
+    assert (tmp_path / "out" / "a.jpg").read_bytes() == b"kept as is"
     code, out, _ = invoke(*args, "--overwrite")
-    assert "3 done, 0 skipped" in out and Image.open(tmp_path / "out" / "a.png").size == (64, 40)
+    assert "3 done, 0 skipped" in out and Image.open(tmp_path / "out" / "a.jpg").size == (64, 40)
 
 
 def test_bad_files_get_one_error_line_each_and_the_run_goes_on(photos: Path, bad_file, tmp_path: Path, tiny_model: Path) -> None:
@@ -90,10 +90,10 @@ def test_bad_files_get_one_error_line_each_and_the_run_goes_on(photos: Path, bad
     outcomes = json.loads(report.read_text())
     assert outcomes["summary"] == {"done": 3, "skipped": 0, "failed": 3}
     by_file = {Path(f["source"]).name: f for f in outcomes["files"]}
-    assert by_file["a.jpg"]["status"] == "done" and by_file["a.jpg"]["output"] == str(tmp_path / "out" / "a.png")
-    assert by_file["empty.jpg"] == {"source": str(empty), "output": str(tmp_path / "out" / "empty.png"),
+    assert by_file["a.jpg"]["status"] == "done" and by_file["a.jpg"]["output"] == str(tmp_path / "out" / "a.jpg")
+    assert by_file["empty.jpg"] == {"source": str(empty), "output": str(tmp_path / "out" / "empty.jpg"),
                                     "status": "failed", "reason": "empty file (0 bytes)"}
-    assert not (tmp_path / "out" / "empty.png").exists()
+    assert not (tmp_path / "out" / "empty.jpg").exists()
 
 
 def test_files_globs_and_folders_mix(gray, tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,8 +105,8 @@ def test_files_globs_and_folders_mix(gray, tmp_path: Path, tiny_model: Path, mon
     monkeypatch.chdir(tmp_path)
     code, out, _ = invoke("colorize", "scans/**/x*.png", "single.jpg", "album", "--model", tiny_model)
     assert code == 0, out
-    written = sorted(p.relative_to(tmp_path / "colorized").as_posix() for p in (tmp_path / "colorized").rglob("*.png"))
-    assert written == ["deep/x2.png", "single.png", "x1.png", "z.png"]
+    written = sorted(p.relative_to(tmp_path / "colorized").as_posix() for p in (tmp_path / "colorized").rglob("*.*"))
+    assert written == ["deep/x2.png", "single.jpg", "x1.png", "z.png"]
 
 
 def test_output_folder_inside_the_input_folder_is_not_colorized_again(photos: Path, tiny_model: Path) -> None:
@@ -154,8 +154,12 @@ def test_options_out_of_range_are_rejected_before_any_work(photos: Path, tmp_pat
 
 def test_nothing_is_ever_written_over_an_input(photos: Path, tiny_model: Path) -> None:
     before = (photos / "b.png").read_bytes()
-    code, _, err = invoke("colorize", photos, "-o", photos, "--model", tiny_model)
-    assert code == 2 and f"refusing to write over the input {photos / 'b.png'}" in err
+    code, _, err = invoke("colorize", photos, "-o", photos, "--model", tiny_model)  # every output would be its input
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"refusing to write over 3 inputs: {photos / 'a.jpg'}, {photos / 'b.png'}, {photos / 'sub' / 'c.tif'}" in err
+    assert "keeps its input's format unless --format" in err
+    code, _, err = invoke("colorize", photos, "-o", photos, "--format", "png", "--model", tiny_model)
+    assert code == 2 and f"refusing to write over the input {photos / 'b.png'};" in err
     code, _, err = invoke("colorize", photos / "b.png", "-o", photos / "b.png", "--model", tiny_model)
     assert code == 2 and "refusing to write over the input" in err
     code, _, err = invoke("colorize", f"{photos}/*.png", "-o", photos, "--model", tiny_model)
@@ -166,13 +170,25 @@ def test_nothing_is_ever_written_over_an_input(photos: Path, tiny_model: Path) -
 def test_colliding_stems_keep_their_source_extension_and_are_named_in_one_note(gray, tmp_path: Path, tiny_model: Path) -> None:
     for name in ["photo.bmp", "photo.webp", "x.jpg", "x.png", "alone.jpg"]:
         gray(tmp_path / "p" / name)
-    args = ("colorize", tmp_path / "p", "-o", tmp_path / "out", "--model", tiny_model)
+    args = ("colorize", tmp_path / "p", "-o", tmp_path / "out", "--format", "png", "--model", tiny_model)
     code, out, err = invoke(*args)
     assert code == 0 and "5 done" in out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["alone.png", "photo.bmp.png", "photo.webp.png", "x.jpg.png", "x.png.png"]
     notes = [line for line in err.splitlines() if line.startswith("note: 4 inputs share a name")]
     assert len(notes) == 1 and "photo.bmp -> photo.bmp.png" in notes[0] and "x.png -> x.png.png" in notes[0]
     assert "0 done, 5 skipped" in invoke(*args)[1]
+
+
+def test_stems_that_collide_in_their_own_formats_keep_their_source_extension(gray, tmp_path: Path, tiny_model: Path) -> None:
+    for name in ["photo.bmp", "photo.gif", "photo.png", "x.jpg", "x.tif", "y.jpeg", "y.JPG"]:
+        gray(tmp_path / "p" / name)
+    args = ("colorize", tmp_path / "p", "-o", tmp_path / "out", "--model", tiny_model)
+    code, out, err = invoke(*args)  # BMP and GIF become PNG, so three photos claim photo.png
+    assert code == 0 and "7 done" in out, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "photo.bmp.png", "photo.gif.png", "photo.png.png", "x.jpg", "x.tif", "y.JPG", "y.jpeg"]
+    assert "note: 3 inputs share a name" in err
+    assert "0 done, 7 skipped" in invoke(*args)[1]
 
 
 def test_collisions_that_renaming_cannot_solve_are_all_refused_in_one_message(gray, tmp_path: Path, tiny_model: Path) -> None:
@@ -203,9 +219,9 @@ def test_keep_color_leaves_colored_photos_alone_and_reports_them(gray, color_whe
 def test_without_input_the_bundled_sample_is_colorized(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     code, out, _ = invoke("colorize", "--model", tiny_model)
-    assert code == 0 and "colorized/camera.png" in out
-    with Image.open(tmp_path / "colorized" / "camera.png") as img:
-        assert img.size == (512, 512)
+    assert code == 0 and "colorized/camera.jpg" in out
+    with Image.open(tmp_path / "colorized" / "camera.jpg") as img:
+        assert (img.format, img.size) == ("JPEG", (512, 512))
 
 
 def test_a_failed_write_leaves_no_partial_output(photos: Path, tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -236,7 +252,7 @@ def test_output_folder_that_is_an_input_subfolder_has_its_photos_colorized_too(p
     args = ("colorize", photos, "-o", photos / "sub", "--model", tiny_model)
     code, out, _ = invoke(*args)
     assert code == 0 and "3 done, 0 skipped" in out
-    assert (photos / "sub" / "sub" / "c.png").is_file()  # sub/c.tif, mirrored like every input
+    assert (photos / "sub" / "sub" / "c.tif").is_file()  # sub/c.tif, mirrored like every input
     assert "0 done, 3 skipped" in invoke(*args)[1]  # colorgan's outputs in sub are not taken for photos
 
 
@@ -244,7 +260,7 @@ def test_output_folder_equal_to_the_input_folder_resumes(gray, tmp_path: Path, t
     root = tmp_path / "album"
     gray(root / "a.jpg")
     gray(root / "sub" / "c.tif")
-    args = ("colorize", root, "-o", root, "--model", tiny_model)
+    args = ("colorize", root, "-o", root, "--format", "png", "--model", tiny_model)
     assert "2 done, 0 skipped" in invoke(*args)[1]
     (root / "sub" / "c.png").unlink()  # as if the job had been killed before writing it
     code, out, _ = invoke(*args)
@@ -255,7 +271,7 @@ def test_output_folder_equal_to_the_input_folder_resumes(gray, tmp_path: Path, t
 def test_stale_temporaries_of_planned_outputs_are_removed_and_nothing_else(photos: Path, tmp_path: Path, tiny_model: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    stale, fresh, foreign, other_name = (out / n for n in (".a.png.k3x_9qz0.tmp", ".b.png.abcdefgh.tmp", ".a.png.mine.tmp", ".z.png.abcdefgh.tmp"))
+    stale, fresh, foreign, other_name = (out / n for n in (".a.jpg.k3x_9qz0.tmp", ".b.png.abcdefgh.tmp", ".a.jpg.mine.tmp", ".z.png.abcdefgh.tmp"))
     for path in (stale, fresh, foreign, other_name):
         path.write_bytes(b"half a photo")
     for path in (stale, foreign, other_name):
@@ -295,7 +311,7 @@ def test_broken_symbolic_links_are_reported_as_skipped(photos: Path, tmp_path: P
     assert skipped == {"gone.png": "dangling symbolic link", "loop1.png": "symbolic link loop", "loop2.png": "symbolic link loop"}
 
 
-@pytest.mark.parametrize("name", ["x.tif", "x.gif", "x.BMP"])
+@pytest.mark.parametrize("name", ["x.ppm", "x.gif", "x.BMP"])
 def test_an_output_file_in_a_format_colorgan_cannot_write_is_refused(gray, tmp_path: Path, tiny_model: Path, name: str) -> None:
     source = gray(tmp_path / "in.png")
     code, _, err = invoke("colorize", source, "-o", tmp_path / name, "--model", tiny_model)
@@ -307,7 +323,7 @@ def test_a_photo_named_like_an_output_is_still_a_photo(gray, tmp_path: Path, tin
     root = tmp_path / "album"
     gray(root / "x.jpg")
     before = gray(root / "x.png").read_bytes()  # a real photo, not colorgan's output of x.jpg
-    args = ("colorize", root, "-o", root, "--model", tiny_model)
+    args = ("colorize", root, "-o", root, "--format", "png", "--model", tiny_model)
     assert "2 done, 0 skipped" in invoke(*args)[1]
     assert sorted(p.name for p in root.iterdir()) == ["x.jpg", "x.jpg.png", "x.png", "x.png.png"]
     assert (root / "x.png").read_bytes() == before

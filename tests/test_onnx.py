@@ -1,4 +1,4 @@
-"""ONNX export and the onnxruntime backend: same colors as PyTorch, self-describing files."""
+"""ONNX export and the onnxruntime backend: same colors as PyTorch, self-describing files kept in step with the weights."""
 
 from __future__ import annotations
 
@@ -27,15 +27,19 @@ def resunet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return weights, export_onnx(weights, folder / "model.onnx")
 
 
+def random_l(batch: int, size: int, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).random((batch, 1, size, size)) * 2 - 1).astype(np.float32)
+
+
 def test_onnx_and_torch_predict_the_same_ab(resunet: tuple[Path, Path]) -> None:
     weights, exported = resunet
-    eager = Colorizer.from_pretrained(weights, device="cpu")
+    eager = Colorizer.from_pretrained(weights, device="cpu", backend="torch")
     runtime = Colorizer.from_pretrained(exported, backend="onnx")
     for batch, size in [(3, 64), (1, 96)]:  # batch and size are both dynamic
-        l_norm = torch.rand(batch, 1, size, size) * 2 - 1
+        l_norm = random_l(batch, size)
         expected, got = eager.predict_ab(l_norm), runtime.predict_ab(l_norm)
         assert got.shape == (batch, 2, size, size)
-        assert (got - expected).abs().max() <= 1e-3
+        assert np.abs(got - expected).max() <= 1e-3
 
 
 def test_exported_file_describes_itself(resunet: tuple[Path, Path]) -> None:
@@ -65,10 +69,10 @@ def test_cli_export_then_colorize_with_the_onnx_backend(tiny_model: Path, gray_g
 
 
 def test_a_safetensors_model_runs_on_onnx_without_a_separate_export(tiny_model: Path) -> None:
-    l_norm = torch.rand(2, 1, 64, 64) * 2 - 1
+    l_norm = random_l(2, 64)
     runtime = Colorizer.from_pretrained(tiny_model, backend="onnx")
     eager = Colorizer.from_pretrained(tiny_model, device="cpu")
-    assert (runtime.predict_ab(l_norm) - eager.predict_ab(l_norm)).abs().max() <= 1e-3
+    assert np.abs(runtime.predict_ab(l_norm) - eager.predict_ab(l_norm)).max() <= 1e-3
 
 
 def test_backend_mismatches_are_explained(resunet: tuple[Path, Path], tmp_path: Path) -> None:
@@ -76,7 +80,7 @@ def test_backend_mismatches_are_explained(resunet: tuple[Path, Path], tmp_path: 
     with pytest.raises(UserError, match="onnx backend runs on the CPU"):
         Colorizer.from_pretrained(exported, backend="onnx", device="cuda")
     with pytest.raises(UserError, match="is an ONNX model: run it with --backend onnx"):
-        Colorizer.from_pretrained(exported)
+        Colorizer.from_pretrained(exported, backend="torch")
     with pytest.raises(UserError, match="--out must name a .onnx file"):
         export_onnx(weights, tmp_path / "model.bin")
     with pytest.raises(UserError, match="is already an ONNX model"):
@@ -96,22 +100,22 @@ def test_conditioning_channels_travel_through_the_onnx_export(tmp_path: Path, na
     weights = save_pretrained(generator, tmp_path, size=32)
     exported = export_onnx(weights, tmp_path / "hinted.onnx")
     assert [i.name for i in onnx.load(str(exported)).graph.input] == ["l", "cond"]
-    eager = Colorizer.from_pretrained(weights, device="cpu")
+    eager = Colorizer.from_pretrained(weights, device="cpu", backend="torch")
     runtime = Colorizer.from_pretrained(exported, backend="onnx")
     assert eager.cond_channels == runtime.cond_channels == 3
-    l_norm, cond = torch.rand(2, 1, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32)
-    assert (runtime.predict_ab(l_norm, cond) - eager.predict_ab(l_norm, cond)).abs().max() <= 1e-3
-    assert (runtime.predict_ab(l_norm) - eager.predict_ab(l_norm, torch.zeros(2, 3, 32, 32))).abs().max() <= 1e-3
+    l_norm, cond = random_l(2, 32), np.random.default_rng(1).random((2, 3, 32, 32)).astype(np.float32)
+    assert np.abs(runtime.predict_ab(l_norm, cond) - eager.predict_ab(l_norm, cond)).max() <= 1e-3
+    assert np.abs(runtime.predict_ab(l_norm) - eager.predict_ab(l_norm, np.zeros((2, 3, 32, 32), np.float32))).max() <= 1e-3
     with pytest.raises(UserError, match="conditioning must have shape"):
         runtime.predict_ab(l_norm, cond[:, :1])
 
 
 def test_a_model_without_conditioning_refuses_it(resunet: tuple[Path, Path]) -> None:
     weights, exported = resunet
-    for colorizer in (Colorizer.from_pretrained(weights, device="cpu"), Colorizer.from_pretrained(exported, backend="onnx")):
+    for colorizer in (Colorizer.from_pretrained(weights, device="cpu", backend="torch"), Colorizer.from_pretrained(exported, backend="onnx")):
         assert colorizer.cond_channels == 0
         with pytest.raises(UserError, match="takes no conditioning"):
-            colorizer.predict_ab(torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64))
+            colorizer.predict_ab(np.zeros((1, 1, 64, 64), np.float32), np.zeros((1, 1, 64, 64), np.float32))
 
 
 def test_hints_give_the_same_colors_on_onnx_and_torch(tiny_hint_model: Path, gray_gradient, tmp_path: Path) -> None:
@@ -127,3 +131,54 @@ def test_hints_give_the_same_colors_on_onnx_and_torch(tiny_hint_model: Path, gra
     for given in ([], hints):
         difference = np.abs(np.asarray(runtime.colorize(photo, hints=given)).astype(int) - np.asarray(eager.colorize(photo, hints=given)))
         assert difference.max() <= 1
+
+
+# --- model.onnx beside the weights: what the base install runs ---------------------------------
+
+
+def _backend(colorizer: Colorizer) -> str:
+    from colorgan.runtime import OnnxModel
+
+    return "onnx" if isinstance(colorizer._predict, OnnxModel) else "torch"
+
+
+def test_a_model_folder_with_its_onnx_export_runs_on_onnx_runtime_and_a_stale_one_is_ignored(
+        tiny_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model.parent, folder)
+    assert _backend(Colorizer.from_pretrained(folder)) == "torch"  # no model.onnx yet
+    assert export_onnx(folder) == folder / "model.onnx"  # no out: beside the weights
+    assert _backend(Colorizer.from_pretrained(folder)) == "onnx"
+    assert _backend(Colorizer.from_pretrained(folder, backend="torch")) == "torch"
+    with torch.no_grad():  # new weights (as a continued training run would publish): the export is stale now
+        generator = build_generator("unet", base_channels=8, num_downs=6)
+    save_pretrained(generator, folder, size=64)
+    assert _backend(Colorizer.from_pretrained(folder)) == "torch"
+    assert "was not exported from" in caplog.text and "colorgan export onnx" in caplog.text
+
+
+def test_export_bundle_makes_a_model_folder_whose_two_forms_agree(tiny_model: Path, gray_gradient, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["export", "bundle", str(tiny_model.parent), str(tmp_path / "bundle")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "bundle").iterdir()) == ["model.json", "model.onnx", "model.safetensors"]
+    photo = gray_gradient(70, 50)
+    via_onnx = Colorizer.from_pretrained(tmp_path / "bundle")
+    via_torch = Colorizer.from_pretrained(tmp_path / "bundle", backend="torch")
+    assert (_backend(via_onnx), _backend(via_torch)) == ("onnx", "torch")
+    assert np.abs(np.asarray(via_onnx.colorize(photo)).astype(int) - np.asarray(via_torch.colorize(photo))).max() <= 1
+
+
+def test_the_bundled_default_ships_an_up_to_date_onnx_export_that_matches_its_weights() -> None:
+    from colorgan.model_files import DEFAULT_MODEL, MODELS_DIR, weights_sha256
+    from colorgan.runtime import OnnxModel
+
+    folder = MODELS_DIR / DEFAULT_MODEL
+    assert OnnxModel.load(folder / "model.onnx").weights_sha256 == weights_sha256(folder / "model.safetensors")
+    runtime, eager = Colorizer.from_pretrained(), Colorizer.from_pretrained(backend="torch", device="cpu")
+    assert _backend(runtime) == "onnx"
+    l_norm, cond = random_l(1, 128), np.zeros((1, 3, 128, 128), np.float32)
+    cond[:, :, 40:43, 60:63] = [[[12.0]], [[-9.0]], [[30.0]]]
+    assert np.abs(runtime.predict_ab(l_norm) - eager.predict_ab(l_norm)).max() <= 1e-4
+    assert np.abs(runtime.predict_ab(l_norm, cond) - eager.predict_ab(l_norm, cond)).max() <= 1e-4

@@ -24,20 +24,23 @@ from colorgan.photo import read_photo
 @pytest.mark.parametrize(
     ("width", "height", "stripe_rows"),
     [
-        (70, 45, 4),  # wider than the ab: each stripe's rows, then the width
-        (5, 300, 7),  # narrower than the ab: the width once, then each stripe's rows
+        (70, 45, 4),  # wider than the ab
+        (5, 300, 7),  # narrower than the ab
         (300, 3, 1),  # a long strip, one row per stripe
         (8, 8, 3),  # exactly the ab's size
     ],
 )
-def test_stripes_match_one_bilinear_upsampling_for_any_aspect_ratio(width, height, stripe_rows, monkeypatch) -> None:
+@pytest.mark.parametrize("columns_first", [True, False], ids=["columns-first", "per-stripe"])
+def test_stripes_match_one_bilinear_upsampling_for_any_aspect_ratio(width, height, stripe_rows, columns_first, monkeypatch) -> None:
     pixels = (np.add.outer(np.arange(height) * 7, np.arange(width) * 3) % 256).astype(np.uint8)
     photo = read_photo(pixels)
     ab_norm = torch.rand(2, 8, 8, generator=torch.Generator().manual_seed(1)) * 1.2 - 0.6
     monkeypatch.setattr(render, "STRIPE_PIXELS", width * stripe_rows)
-    striped = np.asarray(render.recombine(photo, ab_norm)).astype(int)
+    monkeypatch.setattr(render, "COLUMNS_FIRST_MAX", 1 << 22 if columns_first else 0)
+    striped = np.asarray(render.recombine(photo, ab_norm.numpy())).astype(int)
+    # torch's bilinear upsampling is the reference for the NumPy one
     ab = F.interpolate(ab_norm[None] * AB_SCALE, size=(height, width), mode="bilinear", align_corners=False)[0]
-    whole = lab_to_srgb8(photo.luminance(), ab).astype(int)
+    whole = lab_to_srgb8(photo.luminance(), ab.numpy()).astype(int)
     assert striped.shape == (height, width, 3)
     assert np.abs(striped - whole).max() <= 1 and (striped != whole).mean() < 0.01
 

@@ -11,6 +11,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -95,11 +96,9 @@ RESULT_COLOR_AT = """([x, y]) => {
 
 
 def _lab_ab(rgb) -> tuple[float, float]:
-    import torch
-
     from colorgan.color import rgb_to_lab
 
-    lab = rgb_to_lab(torch.tensor(rgb, dtype=torch.float32).view(3, 1, 1) / 255)
+    lab = rgb_to_lab(np.array(rgb, dtype=np.uint8))
     return float(lab[1]), float(lab[2])
 
 

@@ -310,7 +310,7 @@ def test_train_step_gives_the_conditioning_to_the_generator_only():
 def test_hint_training_simulates_hints_and_publishes_a_hint_capable_model(make_photos, tmp_path, monkeypatch):
     from colorgan import Colorizer, Hint
     from colorgan import train as train_module
-    from colorgan.hints import simulate_hints
+    from colorgan.training.hints import simulate_hints
 
     given = []
     monkeypatch.setattr(train_module, "simulate_hints", lambda ab: given.append(ab.shape) or simulate_hints(ab))
@@ -334,8 +334,12 @@ def test_a_hint_adapter_on_a_frozen_model_keeps_its_automatic_colors_exactly(mak
     photo = data / "photo_000.png"
     assert adapter.takes_hints
     assert np.array_equal(np.asarray(adapter.colorize(photo)), np.asarray(automatic.colorize(photo)))
-    learned = load_file(run / "model.safetensors")
+    learned, started = load_file(run / "model.safetensors"), load_file(base / "model.safetensors")
     assert any(learned[k].abs().sum() > 0 for k in learned if k.startswith("cond_inject"))
+    stem = next(k for k in learned if k.endswith("conv_stem.weight"))
+    assert torch.equal(learned[stem][:, :1], started[stem])  # the L* slice of the input kernel stays
+    assert learned[stem][:, 1:].abs().sum() > 0  # its hint slice learns
+    assert all(torch.equal(learned[k], started[k]) for k in started if k != stem)
 
 
 def test_freeze_base_needs_hints_and_a_model_to_freeze(tmp_path):

@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from colorgan.data import find_images
+from colorgan.files import find_images
 from colorgan.evaluate import EvalSettings, evaluate, save_grid, score_colorizer
 from colorgan.files import write_report
 from colorgan.infer import Colorizer

@@ -6,7 +6,7 @@ __all__ = ["Colorizer", "Hint"]
 
 
 def __getattr__(name: str):
-    # Lazy, so that `import colorgan` stays light (no torch) until the Colorizer is used.
+    # Lazy, so that `import colorgan` (and the CLI's start) stays light until the Colorizer is used.
     if name == "Colorizer":
         from .infer import Colorizer
 

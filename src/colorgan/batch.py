@@ -5,6 +5,10 @@ are skipped, so a killed job resumes by running it again (and removes the tempor
 killed one left). Outputs among the inputs are recognized as colorgan's own. A file that fails gets one
 ``error: FILE: REASON`` line and the run goes on. Everything that can be checked up front
 (options, inputs, output paths) is checked before the first photo is touched.
+
+Each output takes its input's format (:func:`colorgan.files.default_format`) unless ``--format`` or
+the ``-o`` file's suffix says otherwise. A folder is a pipeline: one thread decodes the next photos
+and others encode and write finished ones while the main thread runs the model (see :class:`_Runner`).
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import hashlib
 import os
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.progress import (
@@ -38,14 +43,17 @@ from .files import (
     IMAGE_SUFFIXES,
     SUFFIX_FORMATS,
     TEMP_NAME,
+    default_format,
     is_image_name,
+    is_lossless_webp,
+    output_suffix,
     save_image,
     write_report,
     written_by_colorgan,
 )
 from .hints import Hint, HintError, check_hints
 from .infer import Colorizer, ModelOptions
-from .photo import read_photo
+from .photo import Photo, read_photo
 
 SAMPLE = Path(__file__).parent / "assets" / "samples" / "camera.jpg"
 DEFAULT_OUT = Path("colorized")
@@ -53,6 +61,11 @@ DEFAULT_OUT = Path("colorized")
 Status = Literal["done", "skipped", "failed"]
 # A temporary of a planned output older than this (seconds) was left by a killed run, not one writing now.
 STALE_TEMP_AGE = 300
+# The pipeline's bounds (see :class:`_Runner`), in photos beyond the model batch being colorized:
+# decoded and waiting for the model (a 12 MP photo is 12 MB gray, 36 MB RGB), and colorized and
+# waiting to be written (36 MB each, 72 MB at 16 bits). Each pending save has its own thread.
+READ_AHEAD = 2
+PENDING_SAVES = 2
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,7 @@ class Task:
     source: Path
     output: Path
     skip: str | None = None  # why it is reported as skipped without being read (a broken link)
+    fmt: str = "png"  # the output's format, a name in files.FORMATS
 
 
 @dataclass(frozen=True)
@@ -98,30 +112,33 @@ class ColorizeJob(ModelOptions):
         if self.report is not None and self.report.suffix.lower() != ".json":
             raise UserError(f"--report must name a .json file, got {self.report}")
 
-    def plan(self) -> tuple[list[Task], str]:
-        """The (input, output) pairs and the output format; refuses any output that is an input."""
+    def plan(self) -> tuple[list[Task], str | None]:
+        """The tasks (input, output, the output's format) and the format all outputs share (None:
+        each takes its input's, see :func:`colorgan.files.default_format`); refuses any output that is an input."""
         out = self.out or DEFAULT_OUT
         found, broken = _find(self.inputs)
         if _names_a_file(out):
-            fmt = _file_format(out, self.fmt)
+            fmt: str | None = _file_format(out, self.fmt)
             if not out.parent.is_dir():  # a typo in a file's path must not make folders (at the root, say)
                 raise UserError(f"-o {out}: the folder {out.parent} does not exist; create it, or give -o a folder to create")
             if len(found) != 1:
                 raise UserError(f"-o {out} names one file but there are {len(found)} inputs; give a folder instead")
-            tasks = [Task(found[0][0], out)]
-            outputs = {source: out for source, _, _ in broken}
+            tasks = [Task(found[0][0], out, fmt=fmt)]
+            skipped = [Task(source, out, reason, fmt) for source, _, reason in broken]
         else:
-            fmt = self.fmt or "png"
-            suffix = FORMATS[fmt][1]
-            tasks = _mirror(found, out, suffix)
-            outputs = {source: out / source.relative_to(base).with_suffix(suffix) for source, base, _ in broken}
-        _check_outputs(tasks)
-        return tasks + [Task(source, outputs[source], reason) for source, _, reason in broken], fmt
+            fmt = self.fmt
+            tasks = _mirror(found, out, fmt)
+            skipped = []
+            for source, base, reason in broken:
+                own = fmt or default_format(source)
+                skipped.append(Task(source, _mirrored(source, base, out, own), reason, own))
+        _check_outputs(tasks, own_formats=fmt is None)
+        return tasks + skipped, fmt
 
     def run(self, console: Console, *, progress: bool = True) -> list[Outcome]:
         """Validate, plan, load the model, colorize every task; writes the report if asked."""
         self.validate()
-        tasks, fmt = self.plan()
+        tasks, _ = self.plan()
         if self.report is not None:
             _check_writable(self.report)
         _note_renamed(tasks, console)
@@ -134,7 +151,7 @@ class ColorizeJob(ModelOptions):
             removed = _remove_stale_temps([t.output for t in tasks] + ([self.report] if self.report else []))
             if removed:
                 _say(console, f"note: removed {removed} stale temporary file{'s' * (removed > 1)} left by an interrupted run")
-            outcomes = _Runner(colorizer, console, size=size, fmt=fmt, quality=self.quality, keep_color=self.keep_color,
+            outcomes = _Runner(colorizer, console, size=size, quality=self.quality, keep_color=self.keep_color,
                                hints=list(self.hints)).run(
                 tasks, overwrite=self.overwrite, batch_size=self.batch_size, progress=progress
             )
@@ -268,20 +285,26 @@ def _broken_link(path: Path) -> str | None:
     return None
 
 
-def _mirror(found: Sequence[tuple[Path, Path]], out: Path, suffix: str) -> list[Task]:
-    """Tasks that mirror each input's path below ``out`` with ``suffix``.
+def _mirrored(source: Path, base: Path, out: Path, fmt: str) -> Path:
+    """Where ``source``, found below ``base``, goes below ``out`` as ``fmt`` (see :func:`colorgan.files.output_suffix`)."""
+    return out / source.relative_to(base).with_suffix(output_suffix(source, fmt))
 
-    Inputs whose stems collide in one output (``photo.bmp`` and ``photo.webp``) keep their source
-    extension instead (``photo.bmp.png``, ``photo.webp.png``), so a folder never needs to be split
-    by hand. Outputs of an earlier run found among the inputs (``-o`` inside or equal to an input
-    folder) are recognized by these planned names and their Software tag, and left out, before and
-    after that renaming.
+
+def _mirror(found: Sequence[tuple[Path, Path]], out: Path, fmt: str | None) -> list[Task]:
+    """Tasks that mirror each input's path below ``out`` as ``fmt`` (None: each input's own format).
+
+    Inputs whose stems collide in one output (``photo.bmp`` and ``photo.gif``, both PNG by default)
+    keep their source extension instead (``photo.bmp.png``, ``photo.gif.png``), so a folder never
+    needs to be split by hand. Outputs of an earlier run found among the inputs (``-o`` inside or
+    equal to an input folder) are recognized by these planned names and their Software tag, and
+    left out, before and after that renaming.
     """
-    plain = {source: out / source.relative_to(base).with_suffix(suffix) for source, base in found}
+    formats = {source: fmt or default_format(source) for source, _ in found}
+    plain = {source: _mirrored(source, base, out, formats[source]) for source, base in found}
     sources = _inputs_only(plain)
     claims = Counter(plain[s].resolve() for s in sources)
-    planned = {s: plain[s].with_name(s.name + suffix) if claims[plain[s].resolve()] > 1 else plain[s] for s in sources}
-    return [Task(s, planned[s]) for s in _inputs_only(planned)]
+    planned = {s: plain[s].with_name(s.name + plain[s].suffix) if claims[plain[s].resolve()] > 1 else plain[s] for s in sources}
+    return [Task(s, planned[s], fmt=formats[s]) for s in _inputs_only(planned)]
 
 
 def _inputs_only(planned: dict[Path, Path]) -> list[Path]:
@@ -293,8 +316,11 @@ def _inputs_only(planned: dict[Path, Path]) -> list[Path]:
     return [s for s in planned if not (claimed_by.get(s.resolve(), set()) - {s} and written_by_colorgan(s))]
 
 
-def _check_outputs(tasks: Sequence[Task]) -> None:
-    """Refuse outputs that would overwrite an input or that several inputs share, listing every case in one message."""
+def _check_outputs(tasks: Sequence[Task], *, own_formats: bool = False) -> None:
+    """Refuse outputs that would overwrite an input or that several inputs share, listing every case in one message.
+
+    ``own_formats``: the outputs take their inputs' formats (no ``--format``), which the refusal mentions.
+    """
     inputs = {t.source.resolve(): t.source for t in tasks}
     claims: dict[Path, list[Task]] = defaultdict(list)
     for task in tasks:
@@ -302,7 +328,8 @@ def _check_outputs(tasks: Sequence[Task]) -> None:
     overwritten = [str(inputs[target]) for target in claims if target in inputs]
     if overwritten:
         what = f"the input {overwritten[0]}" if len(overwritten) == 1 else f"{len(overwritten)} inputs: {', '.join(overwritten)}"
-        raise UserError(f"refusing to write over {what}; choose another output (-o) or --format")
+        why = " (each output keeps its input's format unless --format is given)" if own_formats else ""
+        raise UserError(f"refusing to write over {what}{why}; choose another output (-o) or --format")
     shared = [group for group in claims.values() if len(group) > 1]
     if shared:
         lines = [f"{' and '.join(str(t.source) for t in group)} would {'both' if len(group) == 2 else 'all'} be written to {group[0].output}" for group in shared]
@@ -364,75 +391,159 @@ class _FilesPerSecond(ProgressColumn):
 
 @dataclass
 class _Runner:
-    """Colorizes tasks in model batches; every task ends as exactly one :class:`Outcome`."""
+    """Colorizes tasks in model batches; every task ends as exactly one :class:`Outcome`, in task order.
+
+    A pipeline, so that decoding and encoding overlap with the model: one thread reads the next
+    photos (decoding, and the ``--keep-color`` check) while the main thread runs the model and the
+    recombination, and up to :data:`PENDING_SAVES` threads encode and write finished photos. Pillow's
+    codecs, zlib and NumPy release the GIL, so every core is busy. Memory stays bounded: at most
+    max(batch size, :data:`READ_AHEAD`) photos are decoded ahead of the batch being colorized, and at
+    most :data:`PENDING_SAVES` colorized photos wait to be written (the main thread waits for one
+    before it hands on another). Outcomes, their ``error:`` lines and the progress bar follow the
+    tasks' order, each as soon as it and every task before it are finished.
+    """
 
     colorizer: Colorizer
     console: Console
     size: int
-    fmt: str
     quality: int | None
     keep_color: bool
     hints: list[Hint] = field(default_factory=list)
-    outcomes: list[Outcome] = field(default_factory=list)
 
     def run(self, tasks: Sequence[Task], *, overwrite: bool, batch_size: int, progress: bool) -> list[Outcome]:
-        todo = []
-        for task in tasks:
+        outcomes: dict[int, Outcome] = {}
+        todo: list[tuple[int, Task]] = []
+        for index, task in enumerate(tasks):
             if task.skip is not None:
-                self._finish(task, "skipped", task.skip)
+                outcomes[index] = _outcome(task, "skipped", task.skip)
             elif overwrite or not task.output.exists():
-                todo.append(task)
+                todo.append((index, task))
             else:
-                self._finish(task, "skipped", "output exists")
+                outcomes[index] = _outcome(task, "skipped", "output exists")
         columns = (TextColumn("colorizing"), BarColumn(), MofNCompleteColumn(), _FilesPerSecond(), TimeRemainingColumn())
         with Progress(*columns, console=self.console, disable=not progress or len(todo) < 2) as bar:
             bar_task = bar.add_task("colorize", total=len(todo))
-            for start in range(0, len(todo), batch_size):
-                group = todo[start : start + batch_size]
-                self._colorize_group(group)
-                bar.advance(bar_task, len(group))
-        return self.outcomes
+            for index, outcome in self._pipeline([task for _, task in todo], batch_size):
+                outcomes[todo[index][0]] = outcome
+                bar.advance(bar_task)
+        return [outcomes[index] for index in range(len(tasks))]
 
-    def _colorize_group(self, group: Sequence[Task]) -> None:
-        """Read, colorize and save one model batch; any exception fails only the files it concerns."""
-        loaded = []
-        for task in group:
-            try:
-                photo = read_photo(task.source)
-            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the job
-                self._fail(task, exc)
-                continue
-            if self.keep_color and photo.looks_colored():
-                self._finish(task, "skipped", "already in color (--keep-color)")
-            else:
-                loaded.append((task, photo))
-        if not loaded:
-            return
+    def _pipeline(self, tasks: Sequence[Task], batch_size: int) -> Iterator[tuple[int, Outcome]]:
+        """(index in ``tasks``, outcome) of every task, in order. On any exception (Ctrl+C included)
+        pending reads and saves are cancelled and nothing waits for the threads; a save already
+        running still finishes its file (outputs appear whole or not at all)."""
+        readers = ThreadPoolExecutor(1, thread_name_prefix="colorgan-read")
+        writers = ThreadPoolExecutor(PENDING_SAVES, thread_name_prefix="colorgan-write")
+        reads: deque[Future[Photo | None]] = deque()
+        # Every task read so far, in order: its outcome, or the future of its save.
+        finished: deque[Outcome | Future[None]] = deque()
+        reported = submitted = 0
         try:
-            hints = [self.hints] * len(loaded) if self.hints else None
-            images = self.colorizer.colorize_batch([photo for _, photo in loaded], size=self.size, hints=hints)
-        except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the job
-            for task, _ in loaded:
-                self._fail(task, exc)
-            return
-        for (task, _), image in zip(loaded, images, strict=True):
+            for start in range(0, len(tasks), batch_size):
+                # This batch and the photos after it, up to the bound, are read before the model waits for any.
+                while submitted < min(len(tasks), start + batch_size + max(batch_size, READ_AHEAD)):
+                    reads.append(readers.submit(self._read, tasks[submitted]))
+                    submitted += 1
+                group = tasks[start : start + batch_size]
+                loaded = [reads.popleft() for _ in group]
+                for result in self._colorize_group(group, loaded, writers, finished):
+                    finished.append(result)
+                    for outcome in self._report(finished, tasks, reported, wait_for_all=False):
+                        yield reported, outcome
+                        reported += 1
+            for outcome in self._report(finished, tasks, reported, wait_for_all=True):
+                yield reported, outcome
+                reported += 1
+        finally:
+            for future in [*reads, *(f for f in finished if isinstance(f, Future))]:
+                future.cancel()
+            readers.shutdown(wait=False, cancel_futures=True)
+            writers.shutdown(wait=False, cancel_futures=True)
+
+    def _read(self, task: Task) -> Photo | None:
+        """Decode a task's photo (in the reader thread); None if ``--keep-color`` leaves it alone."""
+        photo = read_photo(task.source)
+        return None if self.keep_color and photo.looks_colored() else photo
+
+    def _colorize_group(self, group: Sequence[Task], loaded: Sequence[Future[Photo | None]], writers: ThreadPoolExecutor,
+                        finished: deque[Outcome | Future[None]]) -> Iterator[Outcome | Future[None]]:
+        """Colorize one model batch: per task, in order, its outcome or the future of its save.
+
+        Photos of 16 bits going to a TIFF are colorized at 16 bits, the others at 8 (one model call
+        for each depth present). Any exception fails only the files it concerns.
+        """
+        results: list[Outcome | Photo] = []
+        for task, future in zip(group, loaded, strict=True):
             try:
-                save_image(image, task.output, fmt=self.fmt, quality=self.quality)
+                photo = future.result()
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the job
-                self._fail(task, exc)
+                results.append(self._failure(task, exc))
             else:
-                self._finish(task, "done")
+                results.append(_outcome(task, "skipped", "already in color (--keep-color)") if photo is None else photo)
+        images: dict[int, Any] = {}
+        for bits in (8, 16):
+            members = [i for i, (task, result) in enumerate(zip(group, results, strict=True))
+                       if isinstance(result, Photo) and _bits(task, result) == bits]
+            if not members:
+                continue
+            try:
+                hints = [self.hints] * len(members) if self.hints else None
+                colorized = self.colorizer.colorize_batch([results[i] for i in members], size=self.size, hints=hints, bits=bits)
+            except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the job
+                for i in members:
+                    results[i] = self._failure(group[i], exc)
+                continue
+            images.update(zip(members, colorized, strict=True))
+        for i, (task, result) in enumerate(zip(group, results, strict=True)):
+            if i not in images:
+                yield result  # an Outcome: failed or skipped
+                continue
+            image = images.pop(i)  # held from here on by its save only, which drops it once written
+            _wait_for_writers(finished, PENDING_SAVES - 1)
+            yield writers.submit(save_image, image, task.output, fmt=task.fmt, quality=self.quality,
+                                 lossless=task.fmt == "webp" and is_lossless_webp(task.source))
 
-    def _finish(self, task: Task, status: Status, reason: str | None = None) -> None:
-        self.outcomes.append(Outcome(str(task.source), str(task.output), status, reason))
+    def _report(self, finished: deque[Outcome | Future[None]], tasks: Sequence[Task], first: int, *,
+                wait_for_all: bool) -> Iterator[Outcome]:
+        """Take the outcomes at the head of ``finished`` that are known (all of them, waiting for the
+        saves, with ``wait_for_all``); ``first`` is the index of the head's task."""
+        index = first
+        while finished and (wait_for_all or not isinstance(finished[0], Future) or finished[0].done()):
+            head = finished.popleft()
+            task = tasks[index]
+            if isinstance(head, Future):
+                try:
+                    head.result()
+                except Exception as exc:  # noqa: BLE001 - one bad file must not stop the job
+                    head = self._failure(task, exc)
+                else:
+                    head = _outcome(task, "done")
+            if head.status == "failed":
+                _say(self.console, f"error: {task.source}: {head.reason}")
+            index += 1
+            yield head
 
-    def _fail(self, task: Task, exc: Exception) -> None:
-        """One readable line per failed file; a batch job must not stop for one bad photo."""
+    def _failure(self, task: Task, exc: Exception) -> Outcome:
+        """The outcome of a failed file, with one readable reason; a batch job must not stop for one bad photo."""
         if isinstance(exc, PhotoError):
             reason = exc.reason
         elif isinstance(exc, MemoryError):
             reason = "out of memory"
         else:
             reason = str(exc) or type(exc).__name__
-        _say(self.console, f"error: {task.source}: {reason}")
-        self._finish(task, "failed", reason)
+        return _outcome(task, "failed", reason)
+
+
+def _outcome(task: Task, status: Status, reason: str | None = None) -> Outcome:
+    return Outcome(str(task.source), str(task.output), status, reason)
+
+
+def _bits(task: Task, photo: Photo) -> int:
+    """16 for a 16-bit gray scan going to a TIFF (the one output format that keeps 16 bits), else 8."""
+    return 16 if task.fmt == "tif" and photo.image.mode == "I;16" else 8
+
+
+def _wait_for_writers(finished: deque[Outcome | Future[None]], most: int) -> None:
+    """Block until at most ``most`` saves in ``finished`` are still running or queued."""
+    while len(pending := [f for f in finished if isinstance(f, Future) and not f.done()]) > most:
+        wait(pending, return_when=FIRST_COMPLETED)

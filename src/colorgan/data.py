@@ -22,62 +22,13 @@ from torch.utils.data import Dataset, Sampler
 
 from .color import is_gray
 from .errors import PhotoError, UserError
-from .files import is_image_file
+from .files import top_folder
 from .photo import open_image
 
 log = logging.getLogger(__name__)
 
 # Pillow modes of gray files: refused before decoding them.
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
-
-
-def find_images(
-    root: str | Path,
-    *,
-    first: int | None = None,
-    last: int | None = None,
-    file_list: str | Path | None = None,
-) -> list[Path]:
-    """Photos under ``root`` (recursive, sorted by path), optionally the first N / last M or a listed subset.
-
-    Photos are what :func:`colorgan.files.is_image_file` accepts, as for ``colorize``.
-    ``file_list`` is a text file with one path per line, absolute or relative to ``root``.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"photo folder not found: {root}")
-    if file_list is not None:
-        paths = _read_file_list(Path(file_list), root)
-    else:
-        paths = sorted(p for p in root.rglob("*") if is_image_file(p, root))
-    if first is not None and last is not None:
-        raise UserError("--first and --last cannot be combined")
-    if first is not None:
-        paths = paths[: _positive(first, "--first")]
-    if last is not None:
-        paths = paths[-_positive(last, "--last") :]
-    if not paths:
-        raise UserError(f"no photos (files Pillow can open) found in {root}")
-    return paths
-
-
-def _positive(n: int, name: str) -> int:
-    if n <= 0:
-        raise UserError(f"{name} must be a positive number, got {n}")
-    return n
-
-
-def _read_file_list(file_list: Path, root: Path) -> list[Path]:
-    try:
-        lines = file_list.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read file list {file_list}: {exc}") from None
-    paths = [Path(s.strip()) for s in lines if s.strip() and not s.lstrip().startswith("#")]
-    paths = [p if p.is_absolute() else root / p for p in paths]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise UserError(f"{file_list} lists {len(missing)} missing files, e.g. {missing[0]}")
-    return paths
 
 
 def folder_balance_weights(paths: Sequence[Path], root: Path, exponent: float) -> torch.Tensor:
@@ -91,12 +42,6 @@ def folder_balance_weights(paths: Sequence[Path], root: Path, exponent: float) -
     groups = [top_folder(p.relative_to(root)) if p.is_relative_to(root) else str(p.parent) for p in paths]
     counts = Counter(groups)
     return torch.tensor([counts[g] ** -exponent for g in groups], dtype=torch.float64)
-
-
-def top_folder(relative: Path) -> str:
-    """The top-level folder of a photo's path relative to its data folder ("." if directly in it):
-    the unit that training balances and evaluation reports on."""
-    return relative.parts[0] if len(relative.parts) > 1 else "."
 
 
 def load_rgb(path: Path, size: int, crop: tuple[float, float, float] | None = None) -> np.ndarray:

@@ -1,4 +1,10 @@
-"""The exceptions that mean "the user asked for something we cannot do"."""
+"""The exceptions that mean "the user asked for something we cannot do", and the one refusal
+for what needs the ``train`` extra (PyTorch) in an install without it."""
+
+import importlib.util
+
+# What to run to get PyTorch and the libraries built on it.
+TRAIN_EXTRA = "pip install 'colorgan[train]'"
 
 
 class UserError(Exception):
@@ -16,3 +22,14 @@ class PhotoError(UserError):
 
 class PhotoTooLarge(PhotoError):
     """A photo refused as a possible decompression bomb: too many pixels (a server answers 413)."""
+
+
+def torch_available() -> bool:
+    """Whether PyTorch (the ``train`` extra) is installed."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def require_torch(what: str) -> None:
+    """Refuse, in one line that says what to install, what needs PyTorch when it is missing."""
+    if not torch_available():
+        raise UserError(f"{what} needs PyTorch, which this install lacks: {TRAIN_EXTRA}")

@@ -21,21 +21,23 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from . import __version__
-from .color import gray_level_luminance, is_gray, luminance, uint8_to_unit
-from .data import find_images, top_folder
-from .errors import PhotoError, UserError
+from .color import gray_level_luminance, is_gray, luminance
+from .files import find_images, top_folder
+from .errors import PhotoError, UserError, torch_available
 from .files import atomic_output
 from .hints import MAX_HINTS, truth_hints
 from .infer import Colorizer, ModelOptions, resolve_device
-from .metrics import FID, METRIC_KEYS, PSNR_CAP_DB, FeatureStats, score_batch, summarize
+from .metrics import METRIC_KEYS, PSNR_CAP_DB, score_batch, summarize
 from .photo import Photo, read_photo
+
+if TYPE_CHECKING:
+    from .fid import FID
 
 log = logging.getLogger(__name__)
 
@@ -117,21 +119,18 @@ def color_pixels(photo: Photo) -> np.ndarray | None:
     return None if is_gray(rgb) else rgb
 
 
-# L* of each 8-bit gray level, through the same conversion the colorizer applies to its input.
-_GRAY_LEVEL_L = torch.from_numpy(gray_level_luminance(256))
-
-
 def gray_input(rgb: np.ndarray) -> np.ndarray:
     """The photo made gray: an (H, W) uint8 image whose L* is the photo's own (nearest 8-bit level).
 
     A one-channel gray image, as a user's scanned photo would be: exactly neutral, so the
     gray baseline has no color at all, and its L* is the original's to within half a gray step (< 0.3).
     """
-    l = luminance(rgb).contiguous()
-    upper = torch.searchsorted(_GRAY_LEVEL_L, l).clamp_(1, 255)
+    levels = gray_level_luminance(256)  # L* of each 8-bit gray level, as the colorizer computes it
+    l = luminance(rgb)
+    upper = np.clip(np.searchsorted(levels, l), 1, 255)
     lower = upper - 1
-    nearer_lower = (l - _GRAY_LEVEL_L[lower]) < (_GRAY_LEVEL_L[upper] - l)
-    return torch.where(nearer_lower, lower, upper).to(torch.uint8).numpy()
+    nearer_lower = (l - levels[lower]) < (levels[upper] - l)
+    return np.where(nearer_lower, lower, upper).astype(np.uint8)
 
 
 def _to_eval_size(image: Image.Image) -> Image.Image:
@@ -140,16 +139,16 @@ def _to_eval_size(image: Image.Image) -> Image.Image:
     return image.resize((EVAL_SIZE, EVAL_SIZE), Image.Resampling.BICUBIC)  # antialiased when shrinking
 
 
-def _to_tensor(image: Image.Image) -> torch.Tensor:
-    return uint8_to_unit(torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1))
+def _pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"))
 
 
-def _same_size_runs(preds: Sequence[torch.Tensor], truths: Sequence[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Consecutive photos of one size stacked into batches (all of them at 256×256)."""
+def _same_size_runs(preds: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Consecutive photos of one size stacked into uint8 (B, H, W, 3) batches (all of them at 256×256)."""
     pairs = zip(preds, truths, strict=True)
     for _, run in itertools.groupby(pairs, key=lambda pair: pair[1].shape):
         p, t = zip(*run, strict=True)
-        yield torch.stack(p), torch.stack(t)
+        yield np.stack(p), np.stack(t)
 
 
 def _read_batch(paths: Sequence[Path], skipped: Skipped) -> list[tuple[Path, np.ndarray]]:
@@ -180,6 +179,10 @@ def evaluate(settings: EvalSettings) -> EvalResult:
         colorizer = settings.load_colorizer()
     fid, reference_file = None, None
     if settings.fid:
+        if not torch_available():
+            raise UserError("--fid needs the eval extra (PyTorch and the Inception network): pip install 'colorgan[eval]'")
+        from .fid import FID, FeatureStats
+
         reference_file = _fid_reference_file(paths, settings)
         fid = FID(resolve_device(settings.device), reference=FeatureStats.load(reference_file))
     if settings.hints:
@@ -300,9 +303,9 @@ def _score_photos(
         result.grid.append((_to_eval_size(Image.fromarray(gray)), _to_eval_size(pred), _to_eval_size(truth)))
     if not native:
         preds, truths = [_to_eval_size(p) for p in preds], [_to_eval_size(t) for t in truths]
-    runs = list(_same_size_runs([_to_tensor(p) for p in preds], [_to_tensor(t) for t in truths]))
+    runs = list(_same_size_runs([_pixels(p) for p in preds], [_pixels(t) for t in truths]))
     parts = [score_batch(p, t) for p, t in runs]
-    scores = {k: torch.cat([part[k] for part in parts]).tolist() for k in METRIC_KEYS}
+    scores = {k: np.concatenate([part[k] for part in parts]).tolist() for k in METRIC_KEYS}
     if fid is not None:
         for p, t in runs:
             fid.update(p, t)

@@ -1,9 +1,8 @@
-"""ONNX export of a generator, and the ONNX Runtime backend that runs it on the CPU.
+"""ONNX export of a generator (PyTorch's exporter), for the ONNX Runtime backend of :mod:`colorgan.runtime`.
 
-The ``.onnx`` file is self-describing: its metadata holds the model.json content and the
-generator's size multiple, so ``colorgan colorize --backend onnx --model model.onnx``
-needs nothing else. Batch, height and width are dynamic. The input is ``l`` (normalized L*),
-plus ``cond`` for a generator with conditioning channels; the output is ``ab``.
+``colorgan export onnx`` writes one ``.onnx`` file; ``colorgan export bundle`` makes a model
+folder that holds the PyTorch weights and their ONNX export side by side, in step (what the
+bundled default ships: PyTorch for training, ONNX for inference).
 """
 
 from __future__ import annotations
@@ -11,26 +10,29 @@ from __future__ import annotations
 import io
 import json
 import logging
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from .errors import UserError
+from .model_files import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME, read_model_json, resolve_model, weights_sha256
 from .files import atomic_output
+from .runtime import META_KEY, MULTIPLE_KEY, SOURCE_KEY, OnnxModel
 
 log = logging.getLogger(__name__)
 
 OPSET = 18
-META_KEY = "colorgan"
-MULTIPLE_KEY = "size_multiple"
 _AXES = {0: "batch", 2: "height", 3: "width"}
 
 
-def onnx_bytes(generator: nn.Module, meta: dict[str, Any]) -> bytes:
-    """Serialize ``generator`` (on the CPU, in eval mode) as ONNX with colorgan metadata."""
+def onnx_bytes(generator: nn.Module, meta: dict[str, Any], *, weights_sha256: str | None = None) -> bytes:
+    """Serialize ``generator`` (on the CPU, in eval mode) as ONNX with colorgan metadata; ``weights_sha256``
+    names the weights file it came from, so a stale ``model.onnx`` beside newer weights is recognized."""
     import onnx
 
     size = meta["size"]
@@ -47,70 +49,78 @@ def onnx_bytes(generator: nn.Module, meta: dict[str, Any]) -> bytes:
             example[: len(inputs)],
             buffer,
             dynamo=False,
+            do_constant_folding=False,  # BatchNorm stays apart (ONNX Runtime fuses it on load), so fp16 weights stay fp16-exact
             opset_version=OPSET,
             input_names=inputs,
             output_names=["ab"],
             dynamic_axes={name: _AXES for name in (*inputs, "ab")},
         )
-    proto = onnx.load_from_string(buffer.getvalue())
-    onnx.helper.set_model_props(proto, {META_KEY: json.dumps(meta), MULTIPLE_KEY: str(generator.size_multiple)})
+    proto = _half_exact_weights(onnx.load_from_string(buffer.getvalue()))
+    props = {META_KEY: json.dumps(meta), MULTIPLE_KEY: str(generator.size_multiple)}
+    if weights_sha256 is not None:
+        props[SOURCE_KEY] = weights_sha256
+    onnx.helper.set_model_props(proto, props)
     return proto.SerializeToString()
 
 
-def export_onnx(model: str | Path | None, out: str | Path) -> Path:
-    """Export a model (path or bundled name; ``None``: the bundled default) to the ``.onnx`` file ``out``."""
-    from .models import load_pretrained, resolve_model
+def _half_exact_weights(proto: Any) -> Any:
+    """Store the float32 weights that float16 holds exactly (all of a model saved in float16, as the
+    bundled default is) as float16, each behind a Cast that ONNX Runtime folds away on load: half
+    the file, the same numbers."""
+    from onnx import TensorProto, helper, numpy_helper
 
-    out = Path(out)
-    if out.suffix != ".onnx":
-        raise UserError(f"--out must name a .onnx file, got {out}")
+    casts, kept = [], []
+    for init in proto.graph.initializer:
+        values = numpy_helper.to_array(init)
+        if values.dtype == np.float32 and values.size > 1 and np.array_equal(values.astype(np.float16).astype(np.float32), values):
+            kept.append(numpy_helper.from_array(values.astype(np.float16), f"{init.name}.fp16"))
+            casts.append(helper.make_node("Cast", [f"{init.name}.fp16"], [init.name], to=TensorProto.FLOAT))
+        else:
+            kept.append(init)
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(kept)
+    nodes = casts + list(proto.graph.node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+    return proto
+
+
+def in_memory(generator: nn.Module, meta: dict[str, Any]) -> OnnxModel:
+    """An ONNX Runtime model of ``generator``, exported in memory (a few seconds; ``colorgan export``
+    once saves repeating it)."""
+    log.info("exporting the model to ONNX in memory")
+    return OnnxModel(model=onnx_bytes(generator, meta), source="the exported model")
+
+
+def export_onnx(model: str | Path | None, out: str | Path | None = None) -> Path:
+    """Export a model (a path or a bundled name; ``None``: the bundled default) to the ``.onnx``
+    file ``out`` (default: ``model.onnx`` beside its weights, where every command finds it)."""
+    from .models import load_pretrained
+
     source = resolve_model(model)
     if source.suffix == ".onnx":
         raise UserError(f"{source} is already an ONNX model; export takes a model.safetensors or a bundled model")
+    weights, _ = read_model_json(source)
+    out = Path(out) if out is not None else weights.with_name(ONNX_NAME)
+    if out.suffix != ".onnx":
+        raise UserError(f"--out must name a .onnx file, got {out}")
     generator, meta = load_pretrained(source)
-    data = onnx_bytes(generator, meta)
+    data = onnx_bytes(generator, meta, weights_sha256=weights_sha256(weights))
     with atomic_output(out) as tmp:
         tmp.write_bytes(data)
     log.info("wrote %s (opset %d, dynamic batch and size)", out, OPSET)
     return out
 
 
-class OnnxModel:
-    """A generator run by ONNX Runtime on the CPU; called like the PyTorch one on normalized L*."""
-
-    def __init__(self, *, model: bytes | str, source: str) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        # Idle worker threads sleep instead of spinning, so they leave the cores to the
-        # full-resolution recombination that follows each batch (and to other processes).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime's errors derive from Exception directly
-            raise UserError(f"cannot load ONNX model {source}: {exc}") from None
-        props = self._session.get_modelmeta().custom_metadata_map
-        if META_KEY not in props or MULTIPLE_KEY not in props:
-            raise UserError(f"{source} was not written by `colorgan export onnx` (no colorgan metadata)")
-        self.meta: dict[str, Any] = json.loads(props[META_KEY])
-        self.size_multiple = int(props[MULTIPLE_KEY])
-        shapes = {node.name: node.shape for node in self._session.get_inputs()}
-        self.cond_channels = int(shapes["cond"][1]) if "cond" in shapes else 0
-
-    @classmethod
-    def load(cls, path: str | Path) -> OnnxModel:
-        return cls(model=str(path), source=str(path))
-
-    @classmethod
-    def from_generator(cls, generator: nn.Module, meta: dict[str, Any]) -> OnnxModel:
-        """Export in memory (a few seconds; ``colorgan export onnx`` once saves repeating it)."""
-        log.info("exporting the model to ONNX in memory")
-        return cls(model=onnx_bytes(generator, meta), source="the exported model")
-
-    def __call__(self, l_norm: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        feed = {"l": l_norm.detach().cpu().float().numpy()}
-        if self.cond_channels:
-            cond = cond if cond is not None else l_norm.new_zeros(l_norm.shape[0], self.cond_channels, *l_norm.shape[2:])
-            feed["cond"] = cond.detach().cpu().float().numpy()
-        (ab,) = self._session.run(["ab"], feed)
-        return torch.from_numpy(ab)
+def export_bundle(model: str | Path, folder: str | Path) -> Path:
+    """Make ``folder`` a complete model folder from ``model`` (a run folder or its weights):
+    its ``model.safetensors`` and ``model.json`` copied, and ``model.onnx`` exported from them,
+    so the two forms are in step (how the bundled default is updated). Returns the folder."""
+    weights, _ = read_model_json(resolve_model(model))
+    folder = Path(folder)
+    if folder.resolve() != weights.parent.resolve():
+        for name in (WEIGHTS_NAME, CONFIG_NAME):  # the weights first: a model.json always has its weights
+            with atomic_output(folder / name) as tmp:
+                shutil.copyfile(weights.with_name(name), tmp)
+    export_onnx(folder, folder / ONNX_NAME)
+    return folder

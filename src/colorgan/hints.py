@@ -5,7 +5,7 @@ Priors"): besides L*, the network sees three hint channels at its input resoluti
 normalized a* and b* where a hint is (0 elsewhere) and a mask (1 where a hint is), scaled by
 :data:`HINT_GAIN`. No hints at
 all is all zeros, which is exactly the automatic colorizer, so one network serves both uses.
-Training simulates hints from the ground truth (:func:`simulate_hints`); users give
+Training simulates hints from the ground truth (:func:`colorgan.training.hints.simulate_hints`); users give
 :class:`Hint` objects, which :func:`hint_channels` paints onto the model's input grid.
 
 A hint file (``colorgan colorize --hints FILE``, the web page's "download hints") is a JSON
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .color import normalize_ab, rgb_to_lab
 from .errors import UserError
@@ -123,7 +122,7 @@ def _parse_color(color: Any) -> tuple[float, float]:
 
 
 def _rgb_to_ab(rgb: Sequence[float]) -> tuple[float, float]:
-    lab = rgb_to_lab(torch.tensor([float(c) / 255.0 for c in rgb]).view(3, 1, 1))
+    lab = rgb_to_lab(np.array([float(c) / 255.0 for c in rgb]))
     return float(lab[1]), float(lab[2])
 
 
@@ -193,60 +192,23 @@ def hints_to_json(hints: Iterable[Hint]) -> str:
     return json.dumps([hint.to_json() for hint in hints], indent=1)
 
 
-def hint_channels(hints: Sequence[Hint], *, width: int, height: int, size: int) -> torch.Tensor:
-    """The model's hint channels (3, size, size) for ``hints`` on a width×height photo.
+def hint_channels(hints: Sequence[Hint], *, width: int, height: int, size: int) -> np.ndarray:
+    """The model's hint channels (3, size, size) float32 for ``hints`` on a width×height photo.
 
     Each hint covers a :data:`HINT_SIDE` square around its point on the model's size×size
     input grid; where hints overlap, the later one wins.
     """
-    channels = torch.zeros(HINT_CHANNELS, size, size)
+    channels = np.zeros((HINT_CHANNELS, size, size), np.float32)
     for hint in hints:
         fx, fy = hint.position(width, height)
         cx, cy = min(int(fx * size), size - 1), min(int(fy * size), size - 1)
         top, left = max(0, cy - HINT_SIDE // 2), max(0, cx - HINT_SIDE // 2)
         bottom, right = min(size, cy + HINT_SIDE // 2 + 1), min(size, cx + HINT_SIDE // 2 + 1)
         a, b = hint.ab
-        channels[0, top:bottom, left:right] = HINT_GAIN * normalize_ab(torch.tensor(a))
-        channels[1, top:bottom, left:right] = HINT_GAIN * normalize_ab(torch.tensor(b))
+        channels[0, top:bottom, left:right] = HINT_GAIN * normalize_ab(a)
+        channels[1, top:bottom, left:right] = HINT_GAIN * normalize_ab(b)
         channels[2, top:bottom, left:right] = HINT_GAIN
     return channels
-
-
-def reveal(ab: torch.Tensor, channels: torch.Tensor, *, y: int, x: int, side: int) -> None:
-    """Write into ``channels`` (3, H, W) a hint holding the mean of normalized ``ab`` (2, H, W) over
-    the side×side square whose top-left corner is (y, x): what a user who knows the truth would pin."""
-    rows, cols = slice(y, y + side), slice(x, x + side)
-    channels[:2, rows, cols] = HINT_GAIN * ab[:, rows, cols].mean(dim=(1, 2), keepdim=True)
-    channels[2, rows, cols] = HINT_GAIN
-
-
-def simulate_hints(ab: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Training's hint channels (B, 3, H, W) for a batch of true normalized ab (B, 2, H, W), as Zhang et al.
-
-    With probability :data:`NO_HINT_SHARE` a photo gets no hints (so the automatic case keeps
-    training); otherwise a geometric number of squares (mean 1 / :data:`HINT_COUNT_P`) of
-    1-:data:`MAX_SIMULATED_SIDE` pixels at uniform places, each holding the truth's mean ab there.
-    Draws from ``generator`` (default: torch's global one, which checkpoints save, so a resumed run repeats them).
-    """
-    batch, _, height, width = ab.shape
-    truth = ab.detach().float().cpu()
-    channels = torch.zeros(batch, HINT_CHANNELS, height, width)
-    for i in range(batch):
-        if torch.rand((), generator=generator) < NO_HINT_SHARE:
-            continue
-        count = _geometric(HINT_COUNT_P, generator)
-        for _ in range(min(count, MAX_HINTS)):
-            side = int(torch.randint(1, MAX_SIMULATED_SIDE + 1, (), generator=generator))
-            y = int(torch.randint(0, max(1, height - side + 1), (), generator=generator))
-            x = int(torch.randint(0, max(1, width - side + 1), (), generator=generator))
-            reveal(truth[i], channels[i], y=y, x=x, side=side)
-    return channels.to(device=ab.device, dtype=ab.dtype)
-
-
-def _geometric(p: float, generator: torch.Generator | None) -> int:
-    """A geometric count >= 1 with mean 1/p, by inversion of one uniform (torch's Geometric takes no generator)."""
-    u = float(torch.rand((), generator=generator).clamp_(min=torch.finfo(torch.float32).tiny))
-    return 1 + int(math.floor(math.log(u) / math.log1p(-p)))
 
 
 def truth_hints(rgb: np.ndarray, count: int, *, seed: int) -> list[Hint]:
@@ -254,11 +216,10 @@ def truth_hints(rgb: np.ndarray, count: int, *, seed: int) -> list[Hint]:
     color there (its 3×3 mean): the field's protocol for measuring how much hints help (Zhang et
     al. 2017, Fig. 6). The same ``seed`` gives the same places."""
     height, width = rgb.shape[:2]
-    generator = torch.Generator().manual_seed(seed)
+    generator = np.random.default_rng(seed)
     hints = []
     for _ in range(count):
-        y = int(torch.randint(0, height, (), generator=generator))
-        x = int(torch.randint(0, width, (), generator=generator))
+        y, x = (int(v) for v in generator.integers(0, (height, width)))
         patch = rgb[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2].reshape(-1, 3).mean(axis=0)
         hints.append(Hint(x=x, y=y, color=tuple(float(c) for c in patch)))
     return hints

@@ -1,41 +1,60 @@
-"""The :class:`Colorizer`: a trained generator (PyTorch or ONNX Runtime) applied to whole photos.
+"""The :class:`Colorizer`: a trained generator (ONNX Runtime or PyTorch) applied to whole photos.
 
 The model sees the photo's L* resized to size×size and predicts ab there; the photo keeps
 its own full-resolution L*, so the output has the input's exact geometry and detail (see
-:mod:`colorgan.render`).
+:mod:`colorgan.render`). Everything here is NumPy: the ONNX Runtime backend needs no
+PyTorch, which only ``backend="torch"`` (the ``train`` extra) imports.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 from PIL import Image
-from torch import nn
 
 from . import render
-from .errors import UserError
+from .errors import UserError, require_torch
 from .hints import HINT_CHANNELS, Hint, HintError, check_hints, hint_channels
+from .model_files import ONNX_NAME, onnx_beside, read_model_json, resolve_model, weights_sha256
 from .photo import Photo, read_photo
+from .runtime import OnnxModel
 
-BACKENDS = ("torch", "onnx")
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "onnx", "torch")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 # Normalized L* (B, 1, S, S) and, for a model with conditioning channels, those channels
-# (B, cond_channels, S, S) or None ("no conditioning"), on the CPU -> normalized ab (B, 2, S, S)
-# on the CPU. The PyTorch and ONNX Runtime backends both have this shape.
-Predictor = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+# (B, cond_channels, S, S) or None ("no conditioning"), float32 NumPy -> normalized ab
+# (B, 2, S, S) float32 NumPy. The ONNX Runtime and PyTorch backends both have this shape.
+Predictor = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+
+
+def check_device_name(device: str) -> str:
+    """The device kind (``auto``, ``cpu``, ``cuda``, ``mps``) of a name, ``cuda:N`` included; unknown names are a :class:`UserError`."""
+    kind, colon, index = device.partition(":")
+    if kind not in DEVICES or (colon and (kind != "cuda" or not index.isdigit())):
+        raise UserError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)} or cuda:N")
+    return kind
 
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` picks cuda, then mps, then cpu; ``cuda:N`` names one GPU. An unknown name or an
-    accelerator this machine lacks is a :class:`UserError`."""
-    kind, colon, index = device.partition(":")
-    if kind not in DEVICES or (colon and (kind != "cuda" or not index.isdigit())):
-        raise UserError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)} or cuda:N")
+    accelerator this machine lacks is a :class:`UserError`. Needs PyTorch."""
+    kind = check_device_name(device)
+    require_torch(f"--device {device}")
+    import torch
+
+    index = device.partition(":")[2]
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     if kind == "auto":
         kind = next(d for d in ("cuda", "mps", "cpu") if available[d])
@@ -54,7 +73,7 @@ class ModelOptions:
 
     model: str | None = None
     device: str = "auto"
-    backend: str = "torch"
+    backend: str = "auto"
 
     def load_colorizer(self) -> Colorizer:
         return Colorizer.from_pretrained(self.model, device=self.device, backend=self.backend)
@@ -68,8 +87,8 @@ class PreparedPhoto:
 
     photo: Photo  # what the result is drawn on: the photo, or its preview when one was asked for
     size: int
-    model_l: torch.Tensor  # (1, size, size), normalized, from the photo at full size
-    luminance: torch.Tensor  # (H, W) of ``photo``, L* in [0, 100]
+    model_l: np.ndarray  # (1, size, size), normalized, from the photo at full size
+    luminance: np.ndarray  # (H, W) of ``photo``, L* in [0, 100]
     width: int  # the photo's own size, which pixel-coordinate hints refer to
     height: int
 
@@ -106,49 +125,62 @@ class Colorizer:
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path | None = None, *, device: str = "auto", backend: str = "torch"
+        cls, name_or_path: str | Path | None = None, *, device: str = "auto", backend: str = "auto"
     ) -> Colorizer:
-        """Load a model: a ``model.safetensors`` (with its ``model.json``), its folder, an exported
-        ``.onnx`` file, or the name of a bundled model (``None``: the bundled default).
+        """Load a model: a model folder, its ``model.safetensors``, an exported ``.onnx`` file, or
+        the name of a bundled model (``None``: the bundled default).
 
-        ``backend="onnx"`` runs the model with ONNX Runtime on the CPU (a safetensors model is
-        exported in memory first).
+        ``backend="onnx"`` runs the model with ONNX Runtime on the CPU: the folder's
+        ``model.onnx`` (see ``colorgan export``), else the weights exported in memory (needs
+        PyTorch). ``backend="torch"`` runs the safetensors weights with PyTorch (the ``train``
+        extra) on ``device``. ``"auto"`` takes ONNX Runtime where the model has an up-to-date
+        ``model.onnx`` (the bundled default does) and ``device`` is the CPU or ``auto``, else PyTorch.
 
         Example::
 
-            colorizer = Colorizer.from_pretrained("model.onnx", backend="onnx")
+            colorizer = Colorizer.from_pretrained("model.onnx")
         """
-        from .models import load_pretrained, resolve_model
-
         if backend not in BACKENDS:
             raise UserError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+        kind = check_device_name(device)
         path = resolve_model(name_or_path)
+        if backend == "auto" and kind in ("auto", "cpu"):
+            model = OnnxModel.load(path) if path.suffix == ".onnx" else _current_onnx(path)
+            if model is not None:
+                return cls._of_onnx(model)
         if backend == "onnx":
-            if device in ("cuda", "mps"):
+            if kind in ("cuda", "mps"):
                 raise UserError(f"the onnx backend runs on the CPU; use --backend torch for --device {device}")
-            resolve_device(device)  # rejects unknown names
-            from .export import OnnxModel
-
-            generator = None
-            if path.suffix == ".onnx":
-                model = OnnxModel.load(path)
-            else:
-                generator, meta = load_pretrained(path)
-                model = OnnxModel.from_generator(generator, meta)
-            return cls(predict=model, size=model.meta["size"], size_multiple=model.size_multiple, meta=model.meta,
-                       cond_channels=model.cond_channels, generator=generator)
+            return cls._onnx_of_weights(path)
         if path.suffix == ".onnx":
             raise UserError(f"{path} is an ONNX model: run it with --backend onnx")
+        require_torch("--backend torch" if backend == "torch" else f"{path} has no up-to-date {ONNX_NAME}, so running it")
+        from .models import load_pretrained
+
         torch_device = resolve_device(device)
         generator, meta = load_pretrained(path, map_location=torch_device)
-        return cls(
-            predict=torch_predictor(generator, torch_device),
-            size=meta["size"],
-            size_multiple=generator.size_multiple,
-            meta=meta,
-            cond_channels=generator.cond_channels,
-            generator=generator,
-        )
+        return cls(predict=torch_predictor(generator, torch_device), size=meta["size"],
+                   size_multiple=generator.size_multiple, meta=meta, cond_channels=generator.cond_channels,
+                   generator=generator)
+
+    @classmethod
+    def _of_onnx(cls, model: OnnxModel, generator: nn.Module | None = None) -> Colorizer:
+        return cls(predict=model, size=model.meta["size"], size_multiple=model.size_multiple, meta=model.meta,
+                   cond_channels=model.cond_channels, generator=generator)
+
+    @classmethod
+    def _onnx_of_weights(cls, path: Path) -> Colorizer:
+        """The onnx backend of a model: its .onnx file, its up-to-date model.onnx, or its weights
+        exported in memory (which needs PyTorch)."""
+        model = OnnxModel.load(path) if path.suffix == ".onnx" else _current_onnx(path)
+        if model is not None:
+            return cls._of_onnx(model)
+        require_torch(f"{path} has no up-to-date {ONNX_NAME} (`colorgan export onnx` writes one), so exporting it")
+        from .export import in_memory
+        from .models import load_pretrained
+
+        generator, meta = load_pretrained(path)
+        return cls._of_onnx(in_memory(generator, meta), generator)
 
     def check_size(self, size: int | None) -> int:
         """The render size to use: ``size`` if the model supports it, else the model's training size."""
@@ -161,8 +193,8 @@ class Colorizer:
             )
         return size
 
-    def predict_ab(self, l_norm: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """The raw model: normalized L* (B, 1, S, S) -> normalized ab (B, 2, S, S), both on the CPU.
+    def predict_ab(self, l_norm: np.ndarray, cond: np.ndarray | None = None) -> np.ndarray:
+        """The raw model: normalized L* (B, 1, S, S) -> normalized ab (B, 2, S, S), float32 NumPy arrays.
 
         ``cond`` (B, cond_channels, S, S) feeds a model's conditioning channels; None means none
         given (zeros), the only choice for a model without them.
@@ -185,26 +217,29 @@ class Colorizer:
         if not self.takes_hints:
             raise HintError("this model takes no color hints (it has no hint channels); use a hint-capable model such as the bundled default")
 
-    def colorize(self, image: Any, *, size: int | None = None, hints: Iterable[Hint] | None = None) -> Image.Image:
+    def colorize(self, image: Any, *, size: int | None = None, hints: Iterable[Hint] | None = None,
+                 bits: int = 8) -> Image.Image:
         """Colorize one photo (a path, a PIL image or a NumPy array); returns RGB (RGBA if it had alpha).
 
         The output has the input's size and L*; ``size`` is the resolution the model sees
         (default, and usually best: its training size; larger sizes give finer color edges but can over-saturate).
         ``hints`` (:class:`~colorgan.hints.Hint`, for a model where :attr:`takes_hints`) pin colors
         to points; only their chroma is used, the photo keeps its own lightness. No hints is the
-        automatic colorization.
+        automatic colorization. ``bits=16`` returns a uint16 array (H, W, 3 or 4) instead of a
+        PIL image (which holds no 16-bit color), for 16-bit scans.
 
         Example::
 
             colorizer.colorize("scan.tif", size=512).save("scan_color.png")
         """
-        return self.colorize_batch([image], size=size, hints=None if hints is None else [hints])[0]
+        return self.colorize_batch([image], size=size, hints=None if hints is None else [hints], bits=bits)[0]
 
     def colorize_batch(
-        self, images: Iterable[Any], *, size: int | None = None, hints: Sequence[Iterable[Hint] | None] | None = None
+        self, images: Iterable[Any], *, size: int | None = None, hints: Sequence[Iterable[Hint] | None] | None = None,
+        bits: int = 8,
     ) -> list[Image.Image]:
         """Colorize several photos, running the model on them as one batch; ``hints`` holds one
-        list of hints (or None) per photo.
+        list of hints (or None) per photo; ``bits`` as in :meth:`colorize`.
 
         Example::
 
@@ -216,10 +251,9 @@ class Colorizer:
             raise HintError(f"hints must hold one list per photo: {len(photos)} photos, {len(hints)} hint lists")
         if not photos:
             return []
-        with torch.inference_mode():
-            l_norm = torch.stack([render.model_input(photo, size) for photo in photos])
-            ab = self.predict_ab(l_norm, self._hint_input([photo.image.size for photo in photos], hints, size))
-            return [render.recombine(photo, ab_one) for photo, ab_one in zip(photos, ab, strict=True)]
+        l_norm = np.stack([render.model_input(photo, size) for photo in photos])
+        ab = self.predict_ab(l_norm, self._hint_input([photo.image.size for photo in photos], hints, size))
+        return [render.recombine(photo, ab_one, bits=bits) for photo, ab_one in zip(photos, ab, strict=True)]
 
     def prepare(self, image: Any, *, size: int | None = None, max_pixels: int | None = None) -> PreparedPhoto:
         """Decode ``image`` and compute what every colorization of it shares, for
@@ -241,19 +275,18 @@ class Colorizer:
     def colorize_prepared(self, prepared: PreparedPhoto, *, hints: Iterable[Hint] | None = None) -> Image.Image:
         """:meth:`colorize` of a photo from :meth:`prepare`: only the network and the recombination run."""
         cond = self._hint_input([(prepared.width, prepared.height)], [hints], prepared.size)
-        with torch.inference_mode():
-            ab = self.predict_ab(prepared.model_l[None], cond)
-            return render.recombine(prepared.photo, ab[0], luminance=prepared.luminance)
+        ab = self.predict_ab(prepared.model_l[None], cond)
+        return render.recombine(prepared.photo, ab[0], luminance=prepared.luminance)
 
     def _hint_input(self, sizes: Sequence[tuple[int, int]], hints: Sequence[Iterable[Hint] | None] | None,
-                    size: int) -> torch.Tensor | None:
+                    size: int) -> np.ndarray | None:
         """The hint channels of a batch of photos of these (width, height), or None when no photo
         has hints (the automatic case)."""
         lists = [check_hints(h) for h in hints] if hints is not None else []
         if not any(lists):
             return None
         self.require_hints()
-        return torch.stack([
+        return np.stack([
             hint_channels(hint_list, width=width, height=height, size=size)
             for (width, height), hint_list in zip(sizes, lists, strict=True)
         ])
@@ -268,8 +301,27 @@ class Colorizer:
 
 
 def torch_predictor(generator: nn.Module, device: torch.device) -> Predictor:
-    def predict(l_norm: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+    """The :data:`Predictor` of a PyTorch generator on ``device``."""
+    import torch
+
+    def predict(l_norm: np.ndarray, cond: np.ndarray | None) -> np.ndarray:
         with torch.inference_mode():
-            return generator(l_norm.to(device), None if cond is None else cond.to(device)).float().cpu()
+            ab = generator(torch.from_numpy(l_norm).to(device), None if cond is None else torch.from_numpy(cond).to(device))
+            return ab.float().cpu().numpy()
 
     return predict
+
+
+def _current_onnx(path: Path) -> OnnxModel | None:
+    """The model's ``model.onnx``, loaded, if it was exported from the weights beside it (else None,
+    with a warning for a stale one: the weights changed since)."""
+    onnx = onnx_beside(path)
+    if onnx is None:
+        return None
+    model = OnnxModel.load(onnx)
+    weights, _ = read_model_json(path)
+    if model.weights_sha256 != weights_sha256(weights):
+        log.warning("%s was not exported from %s (the weights changed since); ignoring it. "
+                    "`colorgan export onnx --model %s` brings it up to date", onnx, weights, path)
+        return None
+    return model

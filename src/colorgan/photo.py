@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import torch
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .color import looks_colored, luminance
@@ -55,8 +54,8 @@ class Photo:
             return rows, None
         return (rows[..., 0] if rows.shape[-1] == 2 else rows[..., :3]), rows[..., -1:]
 
-    def luminance(self) -> torch.Tensor:
-        """The full-resolution L* (H, W) in [0, 100], as :func:`colorgan.color.rgb_to_lab` gives it."""
+    def luminance(self) -> np.ndarray:
+        """The full-resolution L* (H, W) float32 in [0, 100], as :func:`colorgan.color.rgb_to_lab` gives it."""
         return luminance(self.pixels()[0])
 
     def looks_colored(self) -> bool:

@@ -28,8 +28,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .color import rgb_to_model_space, uint8_to_unit
-from .data import EpochSampler, PhotoDataset, collate, find_images
+from .training.lab import rgb_to_model_space, uint8_to_unit
+from .data import EpochSampler, PhotoDataset, collate
+from .files import find_images
 from .errors import UserError
 from .files import write_report
 from .models import Generator, build_generator, load_pretrained, read_model_json

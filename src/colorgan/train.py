@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from accelerate.utils import set_seed
 from torch import nn
 
-from .data import find_images
+from .files import find_images
 from .errors import UserError
-from .hints import simulate_hints
+from .training.hints import simulate_hints
 from .training.checkpoint import KEEP_CHECKPOINTS, Checkpointer, RunState, latest_checkpoint
 from .training.config import TrainConfig
 from .training.photos import scan_photos

@@ -1,15 +1,15 @@
-"""The model artifact: ``model.safetensors`` + ``model.json``, where models live, and how they load.
+"""The model artifact in PyTorch: writing ``model.safetensors`` + ``model.json`` and building a generator from them.
 
 The artifact is what ``colorgan colorize`` and :class:`colorgan.Colorizer` load: the
 generator's weights in safetensors and, beside them, a JSON file with the architecture
 (the generator's captured keyword arguments), the color normalization and the training
 provenance. No training code and no pickle is needed to load it, and ``model.json`` is
-checked before anything is built from it.
+checked before anything is built from it. Where models live and which one ``--model`` names
+is :mod:`colorgan.model_files` (no PyTorch needed).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,44 +19,23 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..color import AB_SCALE, L_SCALE
 from ..errors import UserError
 from ..files import atomic_output, write_report
+from ..model_files import (  # noqa: F401  (re-exported: colorgan.models is where training code finds them)
+    COLOR_SPEC,
+    CONFIG_NAME,
+    DEFAULT_MODEL,
+    FORMAT_VERSION,
+    MODELS_DIR,
+    ONNX_NAME,
+    WEIGHTS_NAME,
+    bundled_models,
+    read_model_json,
+    resolve_model,
+)
 from .registry import Generator, build_generator, generator_spec
 
 log = logging.getLogger(__name__)
-
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "model.json"
-FORMAT_VERSION = 1
-MODELS_DIR = Path(__file__).parent.parent / "assets" / "models"
-DEFAULT_MODEL = "default"
-
-COLOR_SPEC = {"space": "CIELAB D65", "input": f"L/{L_SCALE:g}-1", "output": f"ab/{AB_SCALE:g}", "activation": "tanh"}
-
-
-def bundled_models() -> list[str]:
-    """Names of the models shipped inside the package."""
-    return sorted(p.parent.name for p in MODELS_DIR.glob(f"*/{WEIGHTS_NAME}"))
-
-
-def resolve_model(name_or_path: str | Path | None) -> Path:
-    """A model file or folder on disk, or a bundled model's folder; ``None`` means the bundled default."""
-    name = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
-    if name_or_path is not None and Path(name).exists():
-        return Path(name)
-    if name in bundled_models():
-        return MODELS_DIR / name
-    if Path(name).suffix or "/" in name or "\\" in name:
-        raise UserError(f"no model file at {name}")
-    if name_or_path is None:
-        raise UserError(
-            "no model given and none is bundled yet: train one with `colorgan train` and pass its "
-            "model.safetensors with --model PATH"
-        )
-    bundled = ", ".join(bundled_models()) or "none"
-    raise UserError(f"no model file or bundled model named {name!r} (bundled: {bundled})")
-
 
 def save_pretrained(
     generator: Generator,
@@ -88,56 +67,6 @@ def save_pretrained(
         save_file(state, str(tmp), metadata={"format": "pt"})
     write_report(directory / CONFIG_NAME, meta)  # after the weights: a model.json always has its weights
     return weights
-
-
-def read_model_json(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    """Locate an artifact (its folder, its ``.safetensors`` or its ``model.json``) and read its JSON."""
-    path = Path(path)
-    weights = path / WEIGHTS_NAME if path.is_dir() else path.with_suffix(".safetensors")
-    config = weights.with_name(CONFIG_NAME)
-    if not weights.is_file():
-        raise UserError(f"no model weights at {weights}")
-    if not config.is_file():
-        raise UserError(f"{weights} has no {CONFIG_NAME} beside it describing its architecture")
-    try:
-        meta = json.loads(config.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {config}: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != "colorgan" or "generator" not in meta:
-        raise UserError(f"{config} is not a colorgan model description")
-    problem = _model_json_problem(meta)
-    if problem:
-        raise UserError(f"{config}: {problem}")
-    return weights, meta
-
-
-# Bounds that no real colorizer comes near; past them a number is a damaged or hostile file,
-# which must get an error rather than an attempt to allocate terabytes.
-MAX_TRAINING_SIZE = 8192
-MAX_CONFIG_NUMBER = 4096
-
-
-def _model_json_problem(meta: dict[str, Any]) -> str | None:
-    """What makes a parsed model.json unusable, or None: the format version, the color
-    normalization the code implements, a sane training size and sane architecture numbers."""
-    version = meta.get("format_version")
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        return f"format_version {version!r} is not one this colorgan reads (1 to {FORMAT_VERSION}); upgrade colorgan"
-    if meta.get("color") != COLOR_SPEC:
-        return f"its color normalization {meta.get('color')!r} is not the one colorgan implements ({COLOR_SPEC})"
-    size = meta.get("size")
-    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_TRAINING_SIZE:
-        return f"size must be the training resolution, a whole number from 1 to {MAX_TRAINING_SIZE}, got {size!r}"
-    if not isinstance(meta.get("training", {}), dict):
-        return "training must be a mapping (the run's provenance)"
-    config = meta.get("config", {})
-    if not isinstance(config, dict):
-        return "config must be a mapping of the generator's keyword arguments"
-    for key, value in config.items():
-        numbers = value if isinstance(value, list) else [value]
-        if any(isinstance(n, int | float) and not isinstance(n, bool) and not 0 <= n <= MAX_CONFIG_NUMBER for n in numbers):
-            return f"config value {key}={value!r} is out of range (numbers from 0 to {MAX_CONFIG_NUMBER})"
-    return None
 
 
 def load_pretrained(path: str | Path, *, map_location: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:

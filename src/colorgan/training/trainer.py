@@ -23,7 +23,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from .. import __version__
-from ..color import rgb_to_model_space, uint8_to_unit
+from .lab import rgb_to_model_space, uint8_to_unit
 from ..data import EpochSampler, PhotoDataset, collate, folder_balance_weights
 from ..errors import UserError
 from ..losses import GANLoss, l1_loss
@@ -177,9 +177,7 @@ class Trainer:
             raise UserError(f"--size {cfg.size} does not fit the {cfg.generator} generator: use a multiple of {generator.size_multiple}")
         self.encoder_origin = _init_generator(generator, cfg)
         if cfg.freeze_base:  # a hint adapter: the model stays exactly --init-from, BatchNorm statistics included
-            generator.requires_grad_(False).eval()
-            for name in generator.cond_modules:
-                getattr(generator, name).requires_grad_(True)
+            _freeze_all_but_hint_paths(generator)
         discriminator = PatchGAN().to(memory_format=torch.channels_last) if cfg.gan else None
         generator.to(memory_format=torch.channels_last)
         opt_g = torch.optim.Adam(_param_groups(generator, cfg), lr=cfg.learning_rate, betas=cfg.betas)
@@ -297,14 +295,37 @@ def _init_generator(generator: Generator, cfg: TrainConfig) -> str | None:
     return None
 
 
+def _input_kernels(generator: Generator) -> list[nn.Parameter]:
+    """The kernels that read the generator's stacked input (L* and the conditioning channels)."""
+    return [p for name, p in generator.named_parameters()
+            if name.endswith("weight") and p.dim() == 4 and p.shape[1] == generator.in_channels
+            and name.split(".")[0] not in generator.cond_modules]
+
+
+def _freeze_all_but_hint_paths(generator: Generator) -> None:
+    """Train only what hints flow through: the conditioning-only modules and the slices of the
+    input kernels that read the conditioning channels. The L* slice gets no gradient (Adam then
+    never moves it), so with no hints the network computes exactly what it did."""
+    generator.requires_grad_(False).eval()
+    for name in generator.cond_modules:
+        getattr(generator, name).requires_grad_(True)
+    for kernel in _input_kernels(generator):
+        kernel.requires_grad_(True)
+        keep = torch.ones_like(kernel)
+        keep[:, : generator.in_channels - generator.cond_channels] = 0
+        kernel.register_hook(lambda grad, keep=keep: grad * keep)
+
+
 def _param_groups(generator: Generator, cfg: TrainConfig) -> list[dict[str, Any]]:
     """The generator's trainable parameters for Adam: the conditioning-only modules (new,
-    zero-initialized layers such as the hint paths) learn ``cond_lr_scale`` times faster than
-    the rest, the usual treatment of new layers fine-tuned on a pretrained network."""
+    zero-initialized layers such as the hint paths; with ``freeze_base`` also the input kernels,
+    of which only the zero-initialized hint slices move) learn ``cond_lr_scale`` times faster
+    than the rest, the usual treatment of new layers fine-tuned on a pretrained network."""
+    fresh = {id(p) for p in _input_kernels(generator)} if cfg.freeze_base else set()
     new, rest = [], []
     for name, parameter in generator.named_parameters():
         if parameter.requires_grad:
-            (new if name.split(".")[0] in generator.cond_modules else rest).append(parameter)
+            (new if name.split(".")[0] in generator.cond_modules or id(parameter) in fresh else rest).append(parameter)
     groups: list[dict[str, Any]] = [{"params": rest}] if rest else []
     if new:
         groups.append({"params": new, "lr": cfg.learning_rate * cfg.cond_lr_scale})

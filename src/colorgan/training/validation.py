@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..color import rgb_to_model_space, uint8_to_unit
-from ..data import PhotoDataset, find_images
+from .lab import rgb_to_model_space, uint8_to_unit
+from ..data import PhotoDataset
+from ..files import find_images
 from ..errors import UserError
 from ..evaluate import score_colorizer
 from ..infer import Colorizer, torch_predictor

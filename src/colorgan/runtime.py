@@ -1,0 +1,61 @@
+"""The ONNX Runtime backend: a generator exported by ``colorgan export`` run on the CPU, with no PyTorch.
+
+The ``.onnx`` file is self-describing: its metadata holds the model.json content, the
+generator's size multiple and the SHA-256 of the weights it was exported from. Batch,
+height and width are dynamic. The input is ``l`` (normalized L*), plus ``cond`` for a
+generator with conditioning channels; the output is ``ab``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+META_KEY = "colorgan"
+MULTIPLE_KEY = "size_multiple"
+SOURCE_KEY = "weights_sha256"
+
+
+class OnnxModel:
+    """A generator run by ONNX Runtime on the CPU: normalized L* (B, 1, S, S) float32 and optional
+    conditioning (B, C, S, S) in, normalized ab (B, 2, S, S) out, as NumPy arrays."""
+
+    def __init__(self, *, model: bytes | str, source: str) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        # Idle worker threads sleep instead of spinning, so they leave the cores to the
+        # full-resolution recombination that follows each batch (and to other processes).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's errors derive from Exception directly
+            raise UserError(f"cannot load ONNX model {source}: {exc}") from None
+        props = self._session.get_modelmeta().custom_metadata_map
+        if META_KEY not in props or MULTIPLE_KEY not in props:
+            raise UserError(f"{source} was not written by `colorgan export onnx` (no colorgan metadata)")
+        self.meta: dict[str, Any] = json.loads(props[META_KEY])
+        self.size_multiple = int(props[MULTIPLE_KEY])
+        self.weights_sha256: str | None = props.get(SOURCE_KEY)
+        shapes = {node.name: node.shape for node in self._session.get_inputs()}
+        self.cond_channels = int(shapes["cond"][1]) if "cond" in shapes else 0
+
+    @classmethod
+    def load(cls, path: str | Path) -> OnnxModel:
+        return cls(model=str(path), source=str(path))
+
+    def __call__(self, l_norm: np.ndarray, cond: np.ndarray | None = None) -> np.ndarray:
+        feed = {"l": np.ascontiguousarray(l_norm, dtype=np.float32)}
+        if self.cond_channels:
+            cond = cond if cond is not None else np.zeros((l_norm.shape[0], self.cond_channels, *l_norm.shape[2:]), np.float32)
+            feed["cond"] = np.ascontiguousarray(cond, dtype=np.float32)
+        (ab,) = self._session.run(["ab"], feed)
+        return ab
