@@ -64,17 +64,24 @@ print(json.dumps({"jpeg_s": statistics.median(seconds), "model_ips": n / (time.p
 """
 
 
+# ``colorgan ARGS`` that reports its own peak RSS on exit (the child's rusage after a fork would
+# count the parent's pages it started with).
+_CLI = ("import atexit, resource, sys; atexit.register(lambda: sys.stderr.write("
+        "f'\\nMAXRSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')); "
+        "sys.argv = ['colorgan', *sys.argv[1:]]; from colorgan.cli import main; main()")
+
+
 def run(side: Path, args: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of ``python -m colorgan ARGS`` with ``side``'s sources."""
+    """Wall seconds and peak RSS (MB) of ``colorgan ARGS`` run with ``side``'s sources."""
     env = dict(os.environ, PYTHONPATH=str(side / "src"))
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "colorgan", *args], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    done = subprocess.run([sys.executable, "-c", _CLI, *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, check=False)
     seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{side}: colorgan {' '.join(args)} failed: {proc.stderr.read().decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    if done.returncode != 0:
+        raise SystemExit(f"{side}: colorgan {' '.join(args)} failed: {done.stderr[-2000:]}")
+    peak_kb = int(done.stderr.rsplit("MAXRSS ", 1)[1].split()[0])
+    return seconds, peak_kb / 1024
 
 
 def median_run(side: Path, args: list[str], cwd: Path, repeats: int) -> tuple[float, float]:

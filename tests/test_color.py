@@ -102,3 +102,16 @@ def test_sixteen_bit_output_is_the_eight_bit_one_with_more_precision():
     assert sixteen.dtype == np.uint16
     assert np.abs(sixteen / 257.0 - eight).max() <= 1
     assert np.abs(sixteen / 257.0 - pixels).max() < 0.05  # no 8-bit rounding in between
+
+
+@pytest.mark.parametrize("shape,dtype", [((48, 64, 3), np.uint8), ((48, 64, 3), np.uint16), ((48, 64), np.uint8), ((48, 64), np.uint16)],
+                         ids=["rgb8", "rgb16", "gray8", "gray16"])
+def test_the_full_resolution_luminance_is_the_lab_lightness(shape, dtype):
+    top = np.iinfo(dtype).max
+    pixels = np.random.default_rng(3).integers(0, top + 1, shape, dtype=dtype)
+    as_rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, axis=-1)
+    y, fy = color.luminance_f(pixels)
+    lab = color.rgb_to_lab(as_rgb)
+    assert np.abs(116 * fy - 16 - lab[..., 0]).max() < 0.02
+    rgb = color.to_srgb(y, fy, lab[..., 1:].transpose(2, 0, 1), bits=16 if dtype == np.uint16 else 8).astype(int)
+    assert np.abs(rgb - as_rgb).max() <= (1 if dtype == np.uint8 else 100)  # the photo's own colors come back

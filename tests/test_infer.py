@@ -204,6 +204,15 @@ def test_path_pil_and_numpy_inputs_give_the_same_result(tiny: Colorizer, gray_gr
         np.testing.assert_array_equal(results[0], other)
 
 
+def test_an_rgb_photo_gets_the_colors_a_prepared_one_does(tiny: Colorizer, color_wheel) -> None:
+    """colorize joins ab to the L* of each stripe's RGB pixels; prepare() computes the photo's L*
+    once: the two must agree (a sepia scan or a gray photo saved as RGB takes the first path)."""
+    pixels = color_wheel(120, 90)
+    direct = np.asarray(tiny.colorize(pixels)).astype(int)
+    prepared = np.asarray(tiny.colorize_prepared(tiny.prepare(pixels))).astype(int)
+    assert np.abs(direct - prepared).max() <= 1
+
+
 def test_colorize_batch_matches_one_at_a_time(tiny: Colorizer, gray_gradient, color_wheel) -> None:
     photos = [gray_gradient(64, 64), gray_gradient(30, 90), np.asarray(Image.fromarray(color_wheel()).convert("L"))]
     batched = tiny.colorize_batch(photos)

@@ -60,6 +60,7 @@ def test_evaluate_scores_without_pytorch_and_fid_asks_for_the_extra(make_photos,
 @pytest.mark.parametrize("args", [
     ("train", "--data", "photos"),
     ("colorize", "--backend", "torch"),
+    ("colorize", "--device", "cuda"),
     ("export", "onnx", "--out", "x.onnx"),
     ("export", "bundle", "runs/x", "out"),
 ])

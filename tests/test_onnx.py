@@ -159,11 +159,11 @@ def test_a_model_folder_with_its_onnx_export_runs_on_onnx_runtime_and_a_stale_on
     assert "was not exported from" in caplog.text and "colorgan export onnx" in caplog.text
 
 
-def test_export_bundle_makes_a_model_folder_whose_two_forms_agree(tiny_model: Path, gray_gradient, tmp_path: Path) -> None:
+def test_export_bundle_makes_a_model_folder_whose_two_forms_agree(tiny_model: Path, color_wheel, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["export", "bundle", str(tiny_model.parent), str(tmp_path / "bundle")])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "bundle").iterdir()) == ["model.json", "model.onnx", "model.safetensors"]
-    photo = gray_gradient(70, 50)
+    photo = color_wheel(70, 50)  # RGB: the stripes take its L* from its RGB pixels
     via_onnx = Colorizer.from_pretrained(tmp_path / "bundle")
     via_torch = Colorizer.from_pretrained(tmp_path / "bundle", backend="torch")
     assert (_backend(via_onnx), _backend(via_torch)) == ("onnx", "torch")
@@ -182,3 +182,41 @@ def test_the_bundled_default_ships_an_up_to_date_onnx_export_that_matches_its_we
     cond[:, :, 40:43, 60:63] = [[[12.0]], [[-9.0]], [[30.0]]]
     assert np.abs(runtime.predict_ab(l_norm) - eager.predict_ab(l_norm)).max() <= 1e-4
     assert np.abs(runtime.predict_ab(l_norm, cond) - eager.predict_ab(l_norm, cond)).max() <= 1e-4
+
+
+def test_export_bundle_never_overwrites_what_is_not_a_model(tiny_model: Path, tmp_path: Path) -> None:
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "model.safetensors").write_bytes(b"precious")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep")
+    for target, match in [(precious, "holds no model"), (a_file, "is a file")]:
+        result = CliRunner().invoke(app, ["export", "bundle", str(tiny_model.parent), str(target)])
+        assert result.exit_code != 0 and isinstance(result.exception, UserError) and match in str(result.exception)
+    assert (precious / "model.safetensors").read_bytes() == b"precious" and a_file.read_text() == "keep"
+
+
+def test_export_bundle_takes_weights_of_any_name(tiny_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_model, run / "best.safetensors")
+    shutil.copy(tiny_model.with_name("model.json"), run / "model.json")
+    result = CliRunner().invoke(app, ["export", "bundle", str(run / "best.safetensors"), str(tmp_path / "bundle")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "bundle" / "model.safetensors").read_bytes() == tiny_model.read_bytes()
+
+
+def test_a_foreign_or_damaged_onnx_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    import json
+
+    from colorgan.runtime import META_KEY
+
+    proto = onnx.load(str(Path(__import__("colorgan").__file__).parent / "assets/models/default/model.onnx"))
+    meta = json.loads(next(p.value for p in proto.metadata_props if p.key == META_KEY))
+    for name, value in [("other_norm.onnx", json.dumps(meta | {"color": {"space": "YUV"}})), ("damaged.onnx", "{not json")]:
+        next(p for p in proto.metadata_props if p.key == META_KEY).value = value
+        onnx.save(proto, str(tmp_path / name))
+        with pytest.raises(UserError, match=name):
+            Colorizer.from_pretrained(tmp_path / name)

@@ -144,7 +144,7 @@ def luminance_f(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y += weights[2][pixels[..., 2]]
     steps = y * 65535.0
     steps += 0.5
-    return y, _luminance_tables(65536)[1][steps.astype(np.uint16)]
+    return y, _f_table()[steps.astype(np.uint16)]
 
 
 @functools.cache
@@ -152,6 +152,12 @@ def _luminance_tables(levels: int) -> tuple[np.ndarray, np.ndarray]:
     """Y and f(Y) of each gray code value (256 or 65536 levels)."""
     y = _linear_table(levels) * np.float32(_RGB_TO_XYZ_WHITE[1].sum())
     return y, _f(y.copy())
+
+
+@functools.cache
+def _f_table() -> np.ndarray:
+    """f(Y) of linear luminance Y in 65,536 steps."""
+    return _f(np.arange(65536, dtype=np.float32) / np.float32(65535))
 
 
 @functools.cache

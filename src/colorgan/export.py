@@ -114,13 +114,19 @@ def export_onnx(model: str | Path | None, out: str | Path | None = None) -> Path
 
 def export_bundle(model: str | Path, folder: str | Path) -> Path:
     """Make ``folder`` a complete model folder from ``model`` (a run folder or its weights):
-    its ``model.safetensors`` and ``model.json`` copied, and ``model.onnx`` exported from them,
-    so the two forms are in step (how the bundled default is updated). Returns the folder."""
+    its weights and ``model.json`` copied, and ``model.onnx`` exported from them, so the two
+    forms are in step (how the bundled default is updated). ``folder`` must be new, empty, or a
+    model folder already (which is replaced): nothing else of a user's is overwritten."""
     weights, _ = read_model_json(resolve_model(model))
     folder = Path(folder)
-    if folder.resolve() != weights.parent.resolve():
-        for name in (WEIGHTS_NAME, CONFIG_NAME):  # the weights first: a model.json always has its weights
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} is a file; export bundle writes a model folder")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / CONFIG_NAME).is_file():
+        raise UserError(f"{folder} is not empty and holds no model ({CONFIG_NAME}); choose a new or empty folder")
+    if folder.resolve() != weights.parent.resolve() or weights.name != WEIGHTS_NAME:
+        # the weights first: a model.json always has its weights
+        for source, name in ((weights, WEIGHTS_NAME), (weights.with_name(CONFIG_NAME), CONFIG_NAME)):
             with atomic_output(folder / name) as tmp:
-                shutil.copyfile(weights.with_name(name), tmp)
+                shutil.copyfile(source, tmp)
     export_onnx(folder, folder / ONNX_NAME)
     return folder

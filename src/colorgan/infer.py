@@ -154,7 +154,10 @@ class Colorizer:
             return cls._onnx_of_weights(path)
         if path.suffix == ".onnx":
             raise UserError(f"{path} is an ONNX model: run it with --backend onnx")
-        require_torch("--backend torch" if backend == "torch" else f"{path} has no up-to-date {ONNX_NAME}, so running it")
+        if backend == "torch" or kind in ("cuda", "mps"):
+            require_torch("--backend torch" if backend == "torch" else f"--device {device}")
+        else:
+            require_torch(f"{path} has no up-to-date {ONNX_NAME}, so running it")
         from .models import load_pretrained
 
         torch_device = resolve_device(device)
@@ -218,7 +221,7 @@ class Colorizer:
             raise HintError("this model takes no color hints (it has no hint channels); use a hint-capable model such as the bundled default")
 
     def colorize(self, image: Any, *, size: int | None = None, hints: Iterable[Hint] | None = None,
-                 bits: int = 8) -> Image.Image:
+                 bits: int = 8) -> Image.Image | np.ndarray:
         """Colorize one photo (a path, a PIL image or a NumPy array); returns RGB (RGBA if it had alpha).
 
         The output has the input's size and L*; ``size`` is the resolution the model sees
@@ -237,7 +240,7 @@ class Colorizer:
     def colorize_batch(
         self, images: Iterable[Any], *, size: int | None = None, hints: Sequence[Iterable[Hint] | None] | None = None,
         bits: int = 8,
-    ) -> list[Image.Image]:
+    ) -> list[Image.Image | np.ndarray]:
         """Colorize several photos, running the model on them as one batch; ``hints`` holds one
         list of hints (or None) per photo; ``bits`` as in :meth:`colorize`.
 
@@ -318,8 +321,12 @@ def _current_onnx(path: Path) -> OnnxModel | None:
     onnx = onnx_beside(path)
     if onnx is None:
         return None
-    model = OnnxModel.load(onnx)
     weights, _ = read_model_json(path)
+    try:
+        model = OnnxModel.load(onnx)
+    except UserError as exc:
+        log.warning("ignoring %s: %s", onnx, exc)
+        return None
     if model.weights_sha256 != weights_sha256(weights):
         log.warning("%s was not exported from %s (the weights changed since); ignoring it. "
                     "`colorgan export onnx --model %s` brings it up to date", onnx, weights, path)

@@ -57,7 +57,7 @@ MAX_TRAINING_SIZE = 8192
 MAX_CONFIG_NUMBER = 4096
 
 
-def _model_json_problem(meta: dict[str, Any]) -> str | None:
+def model_json_problem(meta: dict[str, Any]) -> str | None:
     """What makes a parsed model.json unusable, or None: the format version, the color
     normalization the code implements, a sane training size and sane architecture numbers."""
     version = meta.get("format_version")
@@ -95,12 +95,10 @@ def read_model_json(path: str | Path) -> tuple[Path, dict[str, Any]]:
         raise UserError(f"cannot read {config}: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != "colorgan" or "generator" not in meta:
         raise UserError(f"{config} is not a colorgan model description")
-    problem = _model_json_problem(meta)
+    problem = model_json_problem(meta)
     if problem:
         raise UserError(f"{config}: {problem}")
     return weights, meta
-
-
 
 
 def onnx_beside(path: Path) -> Path | None:

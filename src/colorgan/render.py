@@ -71,18 +71,17 @@ def recombine(photo: Photo, ab_norm: np.ndarray, *, luminance: np.ndarray | None
     else:
         columns = _bilinear(ab.shape[-1], width)
     rows = max(1, STRIPE_PIXELS // width)
-    pixels, alphas = photo.pixels() if luminance is None or photo.has_alpha else (None, None)
     out = np.empty((height, width, 4 if photo.has_alpha else 3), np.uint8 if bits == 8 else np.uint16)
 
     def stripe(top: int) -> None:
         bottom = min(height, top + rows)
-        y, fy = luminance_f(pixels[top:bottom]) if luminance is None else lightness_f(luminance[top:bottom])
+        color, alpha = photo.pixels(top, bottom) if luminance is None or photo.has_alpha else (None, None)
+        y, fy = luminance_f(color) if luminance is None else lightness_f(luminance[top:bottom])
         ab_rows = _lerp(ab, _bilinear(ab.shape[1], height, top, bottom), axis=1)
         if not columns_first:
             ab_rows = _lerp(ab_rows, columns, axis=2)
         out[top:bottom, :, :3] = to_srgb(y, fy, ab_rows, bits=bits)
-        if alphas is not None:
-            alpha = alphas[top:bottom]
+        if alpha is not None:
             out[top:bottom, :, 3:] = alpha if bits == 8 else alpha.astype(np.uint16) * 257
 
     with ThreadPoolExecutor(_threads()) as pool:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError
+from .model_files import model_json_problem
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,14 @@ class OnnxModel:
         props = self._session.get_modelmeta().custom_metadata_map
         if META_KEY not in props or MULTIPLE_KEY not in props:
             raise UserError(f"{source} was not written by `colorgan export onnx` (no colorgan metadata)")
-        self.meta: dict[str, Any] = json.loads(props[META_KEY])
-        self.size_multiple = int(props[MULTIPLE_KEY])
+        try:
+            self.meta: dict[str, Any] = json.loads(props[META_KEY])
+            self.size_multiple = int(props[MULTIPLE_KEY])
+        except (json.JSONDecodeError, ValueError):
+            raise UserError(f"{source} has damaged colorgan metadata") from None
+        problem = model_json_problem(self.meta) if isinstance(self.meta, dict) else "not a mapping"
+        if problem or not 1 <= self.size_multiple <= self.meta["size"]:
+            raise UserError(f"{source}: {problem or f'size_multiple {self.size_multiple} does not fit its size'}")
         self.weights_sha256: str | None = props.get(SOURCE_KEY)
         shapes = {node.name: node.shape for node in self._session.get_inputs()}
         self.cond_channels = int(shapes["cond"][1]) if "cond" in shapes else 0
