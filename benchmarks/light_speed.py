@@ -64,10 +64,11 @@ print(json.dumps({"jpeg_s": statistics.median(seconds), "model_ips": n / (time.p
 """
 
 
-# ``colorgan ARGS`` that reports its own peak RSS on exit (the child's rusage after a fork would
-# count the parent's pages it started with).
-_CLI = ("import atexit, resource, sys; atexit.register(lambda: sys.stderr.write("
-        "f'\\nMAXRSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')); "
+# ``colorgan ARGS`` that reports its own peak RSS on exit: VmHWM, the high-water mark of this
+# process image's memory. (getrusage's ru_maxrss survives exec on Linux, so a child started by
+# a large parent would report the parent's peak.)
+_CLI = ("import atexit, re, sys; atexit.register(lambda: sys.stderr.write("
+        "'\\nMAXRSS ' + re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1) + '\\n')); "
         "sys.argv = ['colorgan', *sys.argv[1:]]; from colorgan.cli import main; main()")
 
 
