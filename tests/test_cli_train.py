@@ -91,7 +91,7 @@ def test_resume_refuses_flags_that_would_change_the_run(make_photos, tmp_path, f
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 # The command a README section's prose flags belong to (sections not listed document no one command's flags).
-SECTION_COMMANDS = {"Colorize photos": "colorize", "Train a colorizer": "train", "Measure quality": "evaluate",
+SECTION_COMMANDS = {"Colorize photos and film": "colorize", "Train a colorizer": "train", "Measure quality": "evaluate",
                     "Web app and HTTP API": "serve"}
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 

@@ -199,7 +199,7 @@ def test_collisions_that_renaming_cannot_solve_are_all_refused_in_one_message(gr
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("missing,message", [("nowhere", "no such file or folder: "), ("*.nothing", "no images match ")])
+@pytest.mark.parametrize("missing,message", [("nowhere", "no such file or folder: "), ("*.nothing", "no images or videos match ")])
 def test_inputs_that_name_nothing_are_rejected(tmp_path: Path, tiny_model: Path, missing: str, message: str) -> None:
     code, _, err = invoke("colorize", tmp_path / missing, "--model", tiny_model)
     assert code == 2 and message in err
@@ -377,7 +377,7 @@ def test_bad_hints_are_one_error_line_exit_2_and_nothing_written(gray, tmp_path:
 
 def test_hints_need_one_photo_and_a_model_that_takes_them(photos: Path, gray, tmp_path: Path, tiny_model: Path, tiny_hint_model: Path) -> None:
     code, _, err = invoke("colorize", photos, "-o", tmp_path / "out", "--model", tiny_hint_model, "--hint", "0.5,0.5,#fff")
-    assert code == 2 and "guide one photo; 3 inputs" in err
+    assert code == 2 and "guide one photo or video; 3 inputs" in err
     photo = gray(tmp_path / "one.png")
     code, _, err = invoke("colorize", photo, "-o", tmp_path / "out.png", "--model", tiny_model, "--hint", "0.5,0.5,#fff")
     assert code == 2 and "takes no color hints" in err

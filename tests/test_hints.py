@@ -174,7 +174,7 @@ def test_a_hint_file_round_trips(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text,match", [
     ("{bad", "not valid JSON"),
     ('{"x": 0.5}', "must be a JSON list"),
-    ('[{"x": 0.5, "y": 0.5}]', "item 0 must be an object with exactly the keys"),
+    ('[{"x": 0.5, "y": 0.5}]', "item 0 must be an object with the keys x, y and color"),
     ('[{"x": 0.5, "y": 0.5, "color": "#fff", "extra": 1}]', "item 0 must be an object"),
     ('[{"x": 0.5, "y": 0.5, "color": "#fff"}, {"x": 2.5, "y": 0.5, "color": "#fff"}]', "item 1: hint x=2.5 is outside"),
     (json.dumps([{"x": 0.5, "y": 0.5, "color": "#fff"}] * (MAX_HINTS + 1)), "more than the 1000 allowed"),

@@ -81,3 +81,14 @@ def test_the_server_colorizes_without_pytorch(start_server, jpeg_bytes, tmp_path
         response = httpx.post(f"{server.url}/api/colorize", files={"image": ("a.jpg", jpeg_bytes())}, timeout=60)
     assert response.status_code == 200, response.text
     assert Image.open(io.BytesIO(response.content)).size == (200, 150)
+
+
+def test_videos_without_the_video_extra_say_what_to_install_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "film.mp4").write_bytes(b"\x00" * 64)  # never opened: the missing extra is said first
+    blocked = "import sys; sys.modules.update(dict.fromkeys(['av', 'cv2']))\n"
+    run = subprocess.run([sys.executable, "-c", blocked + _RUN_WITHOUT_TORCH, "colorize", "film.mp4"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        "error: film.mp4 is a video; colorizing videos needs PyAV and OpenCV, which this install lacks: pip install 'colorgan[video]'"]
+    assert not (tmp_path / "colorized").exists()

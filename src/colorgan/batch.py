@@ -22,7 +22,7 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,14 +37,16 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from .errors import PhotoError, UserError
+from .errors import PhotoError, UserError, require_video
 from .files import (
     FORMATS,
     IMAGE_SUFFIXES,
     SUFFIX_FORMATS,
     TEMP_NAME,
+    VIDEO_SUFFIXES,
     default_format,
     is_image_name,
+    is_video_name,
     is_lossless_webp,
     output_suffix,
     save_image,
@@ -54,11 +56,14 @@ from .files import (
 from .hints import Hint, HintError, check_hints
 from .infer import Colorizer, ModelOptions
 from .photo import Photo, read_photo
+from .video.settings import VideoSettings
 
 SAMPLE = Path(__file__).parent / "assets" / "samples" / "camera.jpg"
 DEFAULT_OUT = Path("colorized")
 
 Status = Literal["done", "skipped", "failed"]
+# The "format" of a video's output: its input's container (see colorgan.video).
+VIDEO = "video"
 # A temporary of a planned output older than this (seconds) was left by a killed run, not one writing now.
 STALE_TEMP_AGE = 300
 # The pipeline's bounds (see :class:`_Runner`), in photos beyond the model batch being colorized:
@@ -73,7 +78,7 @@ class Task:
     source: Path
     output: Path
     skip: str | None = None  # why it is reported as skipped without being read (a broken link)
-    fmt: str = "png"  # the output's format, a name in files.FORMATS
+    fmt: str = "png"  # the output's format, a name in files.FORMATS, or VIDEO (the input's container)
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ class ColorizeJob(ModelOptions):
     overwrite: bool = False
     report: Path | None = None
     hints: Sequence[Hint] = ()
+    video: VideoSettings = VideoSettings()  # how videos among the inputs are colorized (its hints and size: this job's)
 
     def validate(self) -> None:
         """Reject options out of range before anything is read or loaded."""
@@ -111,6 +117,7 @@ class ColorizeJob(ModelOptions):
             raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.report is not None and self.report.suffix.lower() != ".json":
             raise UserError(f"--report must name a .json file, got {self.report}")
+        self.video.validate()
 
     def plan(self) -> tuple[list[Task], str | None]:
         """The tasks (input, output, the output's format) and the format all outputs share (None:
@@ -123,6 +130,9 @@ class ColorizeJob(ModelOptions):
                 raise UserError(f"-o {out}: the folder {out.parent} does not exist; create it, or give -o a folder to create")
             if len(found) != 1:
                 raise UserError(f"-o {out} names one file but there are {len(found)} inputs; give a folder instead")
+            if (fmt == VIDEO) != _is_video(found[0][0]):
+                what = "a video" if fmt == VIDEO else "an image"
+                raise UserError(f"-o {out} names {what} file, but the input {found[0][0]} is not one; name a {'video' if fmt != VIDEO else 'photo'} file or a folder")
             tasks = [Task(found[0][0], out, fmt=fmt)]
             skipped = [Task(source, out, reason, fmt) for source, _, reason in broken]
         else:
@@ -130,7 +140,7 @@ class ColorizeJob(ModelOptions):
             tasks = _mirror(found, out, fmt)
             skipped = []
             for source, base, reason in broken:
-                own = fmt or default_format(source)
+                own = VIDEO if _is_video(source) else fmt or default_format(source)
                 skipped.append(Task(source, _mirrored(source, base, out, own), reason, own))
         _check_outputs(tasks, own_formats=fmt is None)
         return tasks + skipped, fmt
@@ -141,6 +151,13 @@ class ColorizeJob(ModelOptions):
         tasks, _ = self.plan()
         if self.report is not None:
             _check_writable(self.report)
+        videos = {i for i, task in enumerate(tasks) if task.fmt == VIDEO}
+        if videos:
+            require_video(f"{tasks[min(videos)].source} is a video; colorizing videos")
+            from .video.io import check_codec
+
+            for suffix in sorted({tasks[i].output.suffix.lower() for i in videos}):
+                check_codec(self.video.codec_for(suffix), suffix)
         _note_renamed(tasks, console)
         colorizer = self.load_colorizer()
         size = colorizer.check_size(self.size)
@@ -151,10 +168,14 @@ class ColorizeJob(ModelOptions):
             removed = _remove_stale_temps([t.output for t in tasks] + ([self.report] if self.report else []))
             if removed:
                 _say(console, f"note: removed {removed} stale temporary file{'s' * (removed > 1)} left by an interrupted run")
-            outcomes = _Runner(colorizer, console, size=size, quality=self.quality, keep_color=self.keep_color,
-                               hints=list(self.hints)).run(
-                tasks, overwrite=self.overwrite, batch_size=self.batch_size, progress=progress
-            )
+            photos = [task for i, task in enumerate(tasks) if i not in videos]
+            photo_outcomes = iter(_Runner(colorizer, console, size=size, quality=self.quality, keep_color=self.keep_color,
+                                          hints=list(self.hints)).run(
+                photos, overwrite=self.overwrite, batch_size=self.batch_size, progress=progress
+            ))
+            video_settings = replace(self.video, size=size, hints=tuple(self.hints))
+            outcomes = [self._video(task, colorizer, video_settings, console, progress) if i in videos else next(photo_outcomes)
+                        for i, task in enumerate(tasks)]
         if self.report is not None:
             try:
                 write_report(self.report, {"summary": count(outcomes), "files": [asdict(o) for o in outcomes]})
@@ -163,20 +184,50 @@ class ColorizeJob(ModelOptions):
         return outcomes
 
 
+    def _video(self, task: Task, colorizer: Colorizer, settings: VideoSettings, console: Console, progress: bool) -> Outcome:
+        """Colorize one video task (a video job of its own, with its own progress bar); its outcome."""
+        from .video.job import colorize_video
+
+        if task.skip is not None:
+            return _outcome(task, "skipped", task.skip)
+        if task.output.exists() and not self.overwrite:
+            return _outcome(task, "skipped", "output exists")
+        with _FrameProgress(console, task.source.name, enabled=progress) as bar:
+            try:
+                colorize_video(colorizer, task.source, task.output, settings=settings, on_start=bar.start, on_frames=bar.advance)
+            except (UserError, MemoryError, OSError) as exc:
+                failed = _Runner.failure(task, exc)
+                _say(console, f"error: {task.source}: {failed.reason}")
+                return failed
+        return _outcome(task, "done")
+
     def _check_hints(self, tasks: Sequence[Task], colorizer: Colorizer) -> None:
-        """Hints need one photo they fit and a model that takes them: refused before anything is written."""
+        """Hints need one photo or video they fit and a model that takes them: refused before anything is written."""
         check_hints(self.hints)
         if len(tasks) != 1 or tasks[0].skip is not None:
-            raise HintError(f"--hint and --hints guide one photo; {len(tasks)} inputs were given")
+            raise HintError(f"--hint and --hints guide one photo or video; {len(tasks)} inputs were given")
         colorizer.require_hints()
-        photo = read_photo(tasks[0].source)
+        if tasks[0].fmt == VIDEO:
+            from .video.io import probe
+
+            info = probe(tasks[0].source)
+            width, height = info.width, info.height
+        else:
+            if framed := next((h for h in self.hints if h.frame), None):
+                raise HintError(f"a hint for frame {framed.frame} is for a video; {tasks[0].source} is a photo")
+            image = read_photo(tasks[0].source).image
+            width, height = image.width, image.height
         for hint in self.hints:
-            hint.position(photo.image.width, photo.image.height)
+            hint.position(width, height)
 
 
 def _names_a_file(out: Path) -> bool:
-    """``-o`` names one output file (rather than a folder) when it ends in an image suffix."""
-    return out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir()
+    """``-o`` names one output file (rather than a folder) when it ends in an image or video suffix."""
+    return out.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and not out.is_dir()
+
+
+def _is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
 
 
 def lock_path(folder: Path) -> Path:
@@ -228,6 +279,8 @@ def _say(console: Console, line: str) -> None:
 def _file_format(out: Path, fmt: str | None) -> str:
     """The format of an output file name; an image suffix colorgan cannot write is refused, not taken for a folder."""
     suffix = out.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        return VIDEO  # --format is the photos' choice; a video keeps the container its name says
     if suffix not in SUFFIX_FORMATS:
         raise UserError(f"-o {out}: colorgan cannot write {suffix} files; name a {', '.join(SUFFIX_FORMATS)} file, or a folder")
     if fmt not in (None, SUFFIX_FORMATS[suffix]):
@@ -254,16 +307,16 @@ def _expand(item: str) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path, 
     if path.is_file():
         return [(path, path.parent)], []
     if path.is_dir():
-        base, candidates, missing = path, path.rglob("*"), f"no images in folder {item}"
+        base, candidates, missing = path, path.rglob("*"), f"no images or videos in folder {item}"
     elif any(c in item for c in "*?["):
         parts = path.parts
         magic = next(i for i, part in enumerate(parts) if any(c in part for c in "*?["))
-        base, missing = Path(*parts[:magic]), f"no images match {item}"
+        base, missing = Path(*parts[:magic]), f"no images or videos match {item}"
         candidates = base.glob(str(Path(*parts[magic:])))
     else:
         raise UserError(f"no such file or folder: {item}")
     found, broken = [], []
-    for file in sorted(f for f in candidates if is_image_name(f, base)):
+    for file in sorted(f for f in candidates if is_image_name(f, base) or is_video_name(f, base)):
         if file.is_file():
             found.append((file, base))
         elif reason := _broken_link(file):
@@ -286,8 +339,10 @@ def _broken_link(path: Path) -> str | None:
 
 
 def _mirrored(source: Path, base: Path, out: Path, fmt: str) -> Path:
-    """Where ``source``, found below ``base``, goes below ``out`` as ``fmt`` (see :func:`colorgan.files.output_suffix`)."""
-    return out / source.relative_to(base).with_suffix(output_suffix(source, fmt))
+    """Where ``source``, found below ``base``, goes below ``out`` as ``fmt`` (see :func:`colorgan.files.output_suffix`;
+    a video keeps its own suffix)."""
+    relative = source.relative_to(base)
+    return out / (relative if fmt == VIDEO else relative.with_suffix(output_suffix(source, fmt)))
 
 
 def _mirror(found: Sequence[tuple[Path, Path]], out: Path, fmt: str | None) -> list[Task]:
@@ -299,7 +354,7 @@ def _mirror(found: Sequence[tuple[Path, Path]], out: Path, fmt: str | None) -> l
     equal to an input folder) are recognized by these planned names and their Software tag, and
     left out, before and after that renaming.
     """
-    formats = {source: fmt or default_format(source) for source, _ in found}
+    formats = {source: VIDEO if _is_video(source) else fmt or default_format(source) for source, _ in found}
     plain = {source: _mirrored(source, base, out, formats[source]) for source, base in found}
     sources = _inputs_only(plain)
     claims = Counter(plain[s].resolve() for s in sources)
@@ -382,6 +437,34 @@ def _remove_stale_temps(outputs: Sequence[Path], *, older_than: float = STALE_TE
                         os.unlink(entry.path)
                         removed += 1
     return removed
+
+
+class _FramesPerSecond(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed or 0:.1f} fps")
+
+
+class _FrameProgress:
+    """One video's progress bar: frames done of the total, frames per second, time left."""
+
+    def __init__(self, console: Console, name: str, *, enabled: bool) -> None:
+        columns = (TextColumn(name), BarColumn(), MofNCompleteColumn(), _FramesPerSecond(), TimeRemainingColumn())
+        self._progress = Progress(*columns, console=console, disable=not enabled)
+        self._task = self._progress.add_task(name, total=None)
+
+    def __enter__(self) -> _FrameProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(*exc)
+
+    def start(self, total: int | None, done: int) -> None:
+        self._progress.update(self._task, total=total, completed=done)
+        self._progress.reset(self._task, total=total, completed=done)  # the speed counts this run's frames only
+
+    def advance(self, frames: int) -> None:
+        self._progress.advance(self._task, frames)
 
 
 class _FilesPerSecond(ProgressColumn):
@@ -477,7 +560,7 @@ class _Runner:
             try:
                 photo = future.result()
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the job
-                results.append(self._failure(task, exc))
+                results.append(self.failure(task, exc))
             else:
                 results.append(_outcome(task, "skipped", "already in color (--keep-color)") if photo is None else photo)
         images: dict[int, Any] = {}
@@ -491,7 +574,7 @@ class _Runner:
                 colorized = self.colorizer.colorize_batch([results[i] for i in members], size=self.size, hints=hints, bits=bits)
             except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the job
                 for i in members:
-                    results[i] = self._failure(group[i], exc)
+                    results[i] = self.failure(group[i], exc)
                 continue
             images.update(zip(members, colorized, strict=True))
         for i, (task, result) in enumerate(zip(group, results, strict=True)):
@@ -515,7 +598,7 @@ class _Runner:
                 try:
                     head.result()
                 except Exception as exc:  # noqa: BLE001 - one bad file must not stop the job
-                    head = self._failure(task, exc)
+                    head = self.failure(task, exc)
                 else:
                     head = _outcome(task, "done")
             if head.status == "failed":
@@ -523,7 +606,8 @@ class _Runner:
             index += 1
             yield head
 
-    def _failure(self, task: Task, exc: Exception) -> Outcome:
+    @staticmethod
+    def failure(task: Task, exc: Exception) -> Outcome:
         """The outcome of a failed file, with one readable reason; a batch job must not stop for one bad photo."""
         if isinstance(exc, PhotoError):
             reason = exc.reason

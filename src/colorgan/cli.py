@@ -25,6 +25,7 @@ from rich.logging import RichHandler
 from . import __version__
 from .errors import TRAIN_EXTRA, UserError, require_torch
 from .training.config import TrainConfig
+from .video.settings import DEFAULT_CRF, DEFAULT_SEGMENT_SECONDS, DEFAULT_STRENGTH, VideoSettings
 
 
 def _flags_take_no_value() -> None:
@@ -204,11 +205,16 @@ def colorize(
     keep_color: Annotated[bool, typer.Option("--keep-color", help="Leave photos that are already in color alone (and report them).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them, so a killed run resumes).")] = False,
     report: Annotated[Optional[Path], typer.Option(help="Write each file's outcome to this JSON file.")] = None,
-    hint: Annotated[Optional[list[str]], typer.Option("--hint", metavar="X,Y,COLOR", help="Pin a color to a point of the one input photo: X,Y,COLOR with X, Y fractions of the width and height (or integer pixels) and a hex color, e.g. 0.41,0.62,#f2efe9. Repeatable.", show_default=False)] = None,
-    hints_file: Annotated[Optional[Path], typer.Option("--hints", metavar="FILE", help="A JSON hint file (the web page's \"download hints\"): a list of {\"x\", \"y\", \"color\"}.", show_default=False)] = None,
+    hint: Annotated[Optional[list[str]], typer.Option("--hint", metavar="X,Y,COLOR", help="Pin a color to a point of the one input photo (or the first frame of the one video): X,Y,COLOR with X, Y fractions of the width and height (or integer pixels) and a hex color, e.g. 0.41,0.62,#f2efe9. Repeatable.", show_default=False)] = None,
+    hints_file: Annotated[Optional[Path], typer.Option("--hints", metavar="FILE", help="A JSON hint file (the web page's \"download hints\"): a list of {\"x\", \"y\", \"color\"} (and \"frame\", for a video).", show_default=False)] = None,
+    temporal: Annotated[bool, typer.Option("--temporal/--no-temporal", help="Videos: keep colors stable from frame to frame along the optical flow (--no-temporal: each frame on its own).")] = True,
+    strength: Annotated[float, typer.Option(help="Videos: how strongly colors carry from frame to frame where the motion is reliable, 0 to below 1.")] = DEFAULT_STRENGTH,
+    video_codec: Annotated[Optional[str], typer.Option("--video-codec", help="Videos: the encoder, e.g. libx264, libx265, libvpx-vp9.", show_default="libx264 (mp4, mkv, mov, avi, ts), libvpx-vp9 (webm), mpeg2video (mpeg)")] = None,
+    crf: Annotated[int, typer.Option(help="Videos: constant rate factor of the encoder (lower is better and bigger).")] = DEFAULT_CRF,
+    segment_seconds: Annotated[float, typer.Option("--segment-seconds", help="Videos: seconds per resumable part (what a killed job redoes at most).")] = DEFAULT_SEGMENT_SECONDS,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
 ) -> None:
-    """Colorize black-and-white photos at full resolution (exit 1 if any file or the report failed)."""
+    """Colorize black-and-white photos and videos at full resolution (exit 1 if any file or the report failed)."""
     from .batch import SAMPLE, ColorizeJob, ReportNotWritten, count
     from .hints import parse_hint_option, read_hints_file
 
@@ -217,7 +223,8 @@ def colorize(
     job = ColorizeJob(
         inputs=inputs or [str(SAMPLE)], out=out, model=model, size=size, device=device, backend=backend,
         batch_size=batch_size, fmt=fmt, quality=quality, keep_color=keep_color, overwrite=overwrite, report=report,
-        hints=hints,
+        hints=hints, video=VideoSettings(temporal=temporal, strength=strength, codec=video_codec, crf=crf,
+                                         segment_seconds=segment_seconds),
     )
     report_error = None
     try:

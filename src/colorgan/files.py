@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 # What a folder contributes: files whose suffix Pillow can open.
 IMAGE_SUFFIXES = frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+# Videos a folder contributes (colorgan.video), and FFmpeg's muxer for each as an output suffix: the
+# output keeps its input's container.
+VIDEO_MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".ts": "mpegts",
+                ".webm": "webm", ".mpeg": "mpeg", ".mpg": "mpeg"}
+VIDEO_SUFFIXES = frozenset(VIDEO_MUXERS)
 # Output formats by their CLI name: (Pillow format, file suffix).
 FORMATS = {"png": ("PNG", ".png"), "jpg": ("JPEG", ".jpg"), "webp": ("WEBP", ".webp"), "tif": ("TIFF", ".tif")}
 # The output file suffixes colorgan writes (``-o photo.jpeg``), and the format each one means.
@@ -59,6 +64,11 @@ def is_image_name(path: Path, root: Path) -> bool:
     a suffix Pillow can open, neither hidden itself nor inside a hidden folder below ``root``
     (macOS's ``._*.jpg`` resource forks are no images, nor is anything in ``.git``)."""
     return path.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def is_video_name(path: Path, root: Path) -> bool:
+    """:func:`is_image_name` for videos: a video suffix (:data:`VIDEO_SUFFIXES`), nothing hidden."""
+    return path.suffix.lower() in VIDEO_SUFFIXES and not any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def is_image_file(path: Path, root: Path) -> bool:
@@ -272,7 +282,16 @@ def _save_tiff(pixels: np.ndarray, path: Path) -> None:
 
 def written_by_colorgan(path: Path) -> bool:
     """Whether ``path`` is a photo :func:`save_image` wrote (it reads only the file's header):
-    its EXIF Software tag (a TIFF's own Software tag) says colorgan."""
+    its EXIF Software tag (a TIFF's own Software tag) says colorgan; or a video colorgan wrote
+    (its container's comment says so, see :func:`colorgan.video.io.join`)."""
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        try:
+            import av
+
+            with av.open(str(path)) as container:
+                return any(key.lower() == "comment" and value == SOFTWARE for key, value in container.metadata.items())
+        except Exception:  # noqa: BLE001 - no PyAV, or unreadable: no output of ours
+            return False
     try:
         with Image.open(path) as image:
             return image.getexif().get(SOFTWARE_TAG) == SOFTWARE

@@ -9,7 +9,8 @@ Training simulates hints from the ground truth (:func:`colorgan.training.hints.s
 :class:`Hint` objects, which :func:`hint_channels` paints onto the model's input grid.
 
 A hint file (``colorgan colorize --hints FILE``, the web page's "download hints") is a JSON
-list of ``{"x": ..., "y": ..., "color": ...}`` objects, in the units :class:`Hint` takes.
+list of ``{"x": ..., "y": ..., "color": ...}`` objects, in the units :class:`Hint` takes; for a
+video, an object may add ``"frame": N``, the frame it is given for (default 0).
 """
 
 from __future__ import annotations
@@ -68,11 +69,15 @@ class Hint:
 
         Hint(x=0.41, y=0.62, color="#f2efe9")   # the cup is white
         Hint(x=300, y=210, color=(40, 90, 200))  # pixel coordinates, RGB
+
+    For a video, ``frame`` is the index of the frame the hint is given for; it follows the motion
+    through the rest of that shot (see :mod:`colorgan.video`). Photos take frame 0 only.
     """
 
     x: float | int
     y: float | int
     color: str | tuple[float, ...]
+    frame: int = 0
 
     def __post_init__(self) -> None:
         for name, value in (("x", self.x), ("y", self.y)):
@@ -80,6 +85,8 @@ class Hint:
                 raise HintError(f"hint {name} must be a number (a fraction in [0, 1] or an integer pixel), got {value!r}")
             if isinstance(value, float) and not 0.0 <= value <= 1.0:
                 raise HintError(f"hint {name}={value} is outside the photo: fractions run from 0 to 1 (integers are pixels)")
+        if isinstance(self.frame, bool) or not isinstance(self.frame, int) or self.frame < 0:
+            raise HintError(f"hint frame must be a frame index (an integer from 0), got {self.frame!r}")
         if isinstance(self.color, list):  # as JSON gives it; a tuple keeps hints hashable and comparable
             object.__setattr__(self, "color", tuple(self.color))
         object.__setattr__(self, "_ab", _parse_color(self.color))
@@ -101,7 +108,8 @@ class Hint:
         return fractions[0], fractions[1]
 
     def to_json(self) -> dict[str, Any]:
-        return {"x": self.x, "y": self.y, "color": list(self.color) if isinstance(self.color, tuple) else self.color}
+        item = {"x": self.x, "y": self.y, "color": list(self.color) if isinstance(self.color, tuple) else self.color}
+        return item | {"frame": self.frame} if self.frame else item
 
 
 def _parse_color(color: Any) -> tuple[float, float]:
@@ -145,10 +153,10 @@ def hints_from_json(content: Any, *, source: str = "hints") -> list[Hint]:
         raise HintError(f"{source} holds {len(content)} hints, more than the {MAX_HINTS} allowed")
     hints = []
     for i, item in enumerate(content):
-        if not isinstance(item, dict) or set(item) != {"x", "y", "color"}:
-            raise HintError(f"{source}: item {i} must be an object with exactly the keys x, y and color")
+        if not isinstance(item, dict) or not {"x", "y", "color"} <= set(item) <= {"x", "y", "color", "frame"}:
+            raise HintError(f"{source}: item {i} must be an object with the keys x, y and color (and frame, for a video)")
         try:
-            hints.append(Hint(x=item["x"], y=item["y"], color=item["color"]))
+            hints.append(Hint(x=item["x"], y=item["y"], color=item["color"], frame=item.get("frame", 0)))
         except HintError as exc:
             raise HintError(f"{source}: item {i}: {exc}") from None
     return hints

@@ -9,7 +9,7 @@ PyTorch, which only ``backend="torch"`` (the ``train`` extra) imports.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from . import render
-from .errors import UserError, require_torch
+from .errors import UserError, require_torch, require_video
 from .hints import HINT_CHANNELS, Hint, HintError, check_hints, hint_channels
 from .model_files import ONNX_NAME, onnx_beside, read_model_json, resolve_model, weights_sha256
 from .photo import Photo, read_photo
@@ -288,11 +288,56 @@ class Colorizer:
         lists = [check_hints(h) for h in hints] if hints is not None else []
         if not any(lists):
             return None
+        if framed := next((h for hint_list in lists for h in hint_list if h.frame), None):
+            raise HintError(f"a hint for frame {framed.frame} is for a video; a photo takes hints without a frame")
         self.require_hints()
         return np.stack([
             hint_channels(hint_list, width=width, height=height, size=size)
             for (width, height), hint_list in zip(sizes, lists, strict=True)
         ])
+
+    def colorize_video(self, source: str | Path, output: str | Path, *, temporal: bool = True,
+                       strength: float | None = None, hints: Iterable[Hint] = (), size: int | None = None,
+                       codec: str | None = None, crf: int | None = None) -> Any:
+        """Colorize a video file into ``output`` (its container from its suffix), keeping the input's
+        resolution, timestamps, rotation, audio and subtitles; needs the ``video`` extra.
+
+        ``temporal`` keeps colors stable along the optical flow (``strength`` in [0, 1): how strongly);
+        ``hints`` carry a ``frame`` each and follow the motion through that shot. ``codec`` and
+        ``crf`` set the encoder (default: H.264 at CRF 18 for MP4). A killed run, run again, resumes.
+        Returns a :class:`colorgan.video.job.VideoResult`.
+
+        Example::
+
+            colorizer.colorize_video("film.mp4", "film_color.mp4")
+        """
+        require_video("colorizing a video")
+        from .video.job import colorize_video
+        from .video.settings import DEFAULT_CRF, DEFAULT_STRENGTH, VideoSettings
+
+        settings = VideoSettings(size=size, temporal=temporal, hints=tuple(hints), codec=codec,
+                                 strength=DEFAULT_STRENGTH if strength is None else strength,
+                                 crf=DEFAULT_CRF if crf is None else crf)
+        return colorize_video(self, source, output, settings=settings)
+
+    def colorize_frames(self, frames: Iterable[Any], *, temporal: bool = True, strength: float | None = None,
+                        hints: Iterable[Hint] = (), size: int | None = None) -> Iterator[np.ndarray]:
+        """Colorize frames held in memory (arrays or PIL images, in order), lazily: yields RGB uint8
+        arrays (H, W, 3). Colors stay stable as in :meth:`colorize_video`; needs the ``video`` extra.
+
+        Example::
+
+            colored = list(colorizer.colorize_frames(gray_frames))
+        """
+        require_video("colorizing frames with temporal consistency")
+        from .video.frames import FrameColorizer
+        from .video.settings import DEFAULT_STRENGTH, VideoSettings
+
+        settings = VideoSettings(hints=tuple(hints))
+        frame_colorizer = FrameColorizer(self, size=size, temporal=temporal,
+                                         strength=DEFAULT_STRENGTH if strength is None else strength,
+                                         hints=settings.hints_by_frame())
+        return frame_colorizer.colorize_all(frames)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write the model as ``model.safetensors`` + ``model.json`` into ``directory``; returns the weights path."""

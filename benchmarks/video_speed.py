@@ -1,0 +1,133 @@
+"""Video colorization speed (issue 16): colorgan's pipeline against the simplest per-frame loop, one run.
+
+Each input is a gray H.264 clip filmed from still photos by colorgan.video.quality's virtual camera
+(pans and zooms, cuts between shots; the photos of PHOTOS, or generated patterns without them) at
+854x480 and 1920x1080. Every measure is frames per second end to end, decoded file to encoded file
+(H.264, CRF 18, yuv420p), with the model loaded beforehand:
+
+- simple loop: decode with PyAV, ``Colorizer.colorize`` on each frame, encode; one thread.
+- colorgan, frame by frame: ``colorize_video`` with ``temporal=False``.
+- colorgan, stable colors: ``colorize_video`` as ``colorgan colorize film.mp4`` runs it.
+
+Usage: ``python benchmarks/video_speed.py [--photos ../shared/data/val] [--seconds 8] [--record]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from colorgan import Colorizer
+from colorgan.files import find_images
+from colorgan.video.job import colorize_video
+from colorgan.video.quality import FPS, camera_clip
+from colorgan.video.settings import DEFAULT_CRF, VideoSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = {"480p": (854, 480), "1080p": (1920, 1080)}
+
+
+def make_input(path: Path, photos: list[Image.Image], size: tuple[int, int], seconds: float) -> int:
+    """A gray H.264 clip of ``seconds`` (shots of 2 s); returns its frame count."""
+    shots = max(1, round(seconds / 2))
+    frames, _ = camera_clip((photos * shots)[:shots], width=size[0], height=size[1], seconds_per_shot=seconds / shots)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.options = {"crf": "18"}
+        for i, rgb in enumerate(frames):
+            gray = np.asarray(Image.fromarray(rgb).convert("L"))
+            frame = av.VideoFrame.from_ndarray(np.repeat(gray[..., None], 3, axis=2), format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return len(frames)
+
+
+def simple_loop(colorizer: Colorizer, source: Path, target: Path) -> None:
+    """The plainest correct program: decode a frame, colorize it, encode it."""
+    with av.open(str(source)) as inp, av.open(str(target), "w") as out:
+        video = inp.streams.video[0]
+        stream = out.add_stream("libx264", rate=video.average_rate or Fraction(FPS))
+        stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p"
+        stream.time_base = video.time_base
+        stream.options = {"crf": str(DEFAULT_CRF)}
+        for frame in inp.decode(video):
+            colored = av.VideoFrame.from_image(colorizer.colorize(frame.to_image()))
+            colored.pts, colored.time_base = frame.pts, video.time_base
+            out.mux(stream.encode(colored))
+        out.mux(stream.encode(None))
+
+
+def timed(fn, frames: int) -> float:
+    start = time.perf_counter()
+    fn()
+    return frames / (time.perf_counter() - start)
+
+
+def photos_from(folder: Path | None) -> list[Image.Image]:
+    if folder is not None and folder.is_dir():
+        paths = find_images(folder)
+        step = max(1, len(paths) // 8)
+        return [Image.open(p).convert("RGB") for p in paths[::step][:8]]
+    rng = np.random.default_rng(0)
+    return [Image.fromarray((rng.random((12, 16, 3)) * 255).astype(np.uint8)).resize((640, 480), Image.Resampling.BICUBIC)
+            for _ in range(4)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "data" / "val")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--sizes", default="480p,1080p")
+    parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    args = parser.parse_args()
+    photos = photos_from(args.photos)
+    colorizer = Colorizer.from_pretrained()
+    work = Path(tempfile.mkdtemp(prefix="colorgan-video-speed-"))
+    rows = []
+    try:
+        for name in args.sizes.split(","):
+            source = work / f"{name}.mp4"
+            frames = make_input(source, photos, SIZES[name], args.seconds)
+            simple = timed(lambda: simple_loop(colorizer, source, work / "simple.mp4"), frames)
+            alone = timed(lambda: colorize_video(colorizer, source, work / "alone.mp4", settings=VideoSettings(temporal=False)), frames)
+            stable = timed(lambda: colorize_video(colorizer, source, work / "stable.mp4"), frames)
+            rows.append((name, frames, simple, alone, stable))
+            print(f"{name}: {frames} frames; simple {simple:.1f} fps, frame by frame {alone:.1f} fps, stable {stable:.1f} fps", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    lines = [
+        f"### Issue 16 video speed, {time.strftime('%Y-%m-%d')}",
+        "",
+        f"Machine: {cpu}, 2 cores, Python {platform.python_version()}, PyAV {av.__version__}. Command: "
+        f"`python benchmarks/video_speed.py --seconds {args.seconds:g}`. Gray H.264 input filmed from "
+        f"{'val photos' if args.photos.is_dir() else 'generated patterns'}; output H.264 CRF {DEFAULT_CRF}; "
+        "frames per second from the input file to the finished output file, model loaded.",
+        "",
+        "| input | frames | simple loop | colorgan, frame by frame | colorgan, stable colors | stable vs simple | target |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, frames, simple, alone, stable in rows:
+        target = "≥ 25 fps and ≥ 3× simple" if name == "480p" else "reported"
+        lines.append(f"| {name} | {frames} | {simple:.1f} fps | {alone:.1f} fps | {stable:.1f} fps | {stable / simple:.2f}× | {target} |")
+    report = "\n".join(lines) + "\n"
+    print("\n" + report)
+    if args.record:
+        with (ROOT / "benchmarks" / "RESULTS.md").open("a") as handle:
+            handle.write("\n" + report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,322 @@
+"""One video, colorized from file to file: resumable, atomic, memory-bounded.
+
+The input is cut into segments of ``segment_seconds`` of presentation time. Each segment is
+colorized and encoded into its own part file in a hidden folder beside the output
+(``.NAME.colorgan-parts/``), together with the temporal state at its end. A rerun of a killed
+job keeps the finished parts and continues after the last one from its saved state, so the
+result equals an uninterrupted run's frame for frame (batches never span a segment, and
+decoding resumes from the keyframe before the segment). Once every part exists they are joined
+with the input's audio and subtitles into a temporary file, which is renamed to the output:
+nothing ever appears under the final name half-written, and the input is never written to.
+
+Three threads keep both cores busy: one decodes, the caller's runs the model and the temporal
+step, one encodes. Queues between them hold a few batches, so memory does not grow with the film.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import queue
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..files import atomic_output, publish
+from . import io
+from .frames import FrameColorizer
+from .settings import VideoSettings
+from .temporal import TemporalState
+
+if TYPE_CHECKING:
+    from ..infer import Colorizer
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "parts.json"
+QUEUE_BATCHES = 2  # batches waiting between the threads, each way
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    frames: int
+    resumed_frames: int  # frames taken from parts a killed run had finished
+    cuts: list[int]  # frame indices where a new shot began (in this run's part of the video)
+
+
+def parts_folder(output: Path) -> Path:
+    """Where the parts of ``output`` are kept while it is being made."""
+    return output.parent / f".{output.name}.colorgan-parts"
+
+
+def colorize_video(colorizer: Colorizer, source: str | Path, output: str | Path, *,
+                   settings: VideoSettings = VideoSettings(),
+                   on_start: Callable[[int | None, int], None] | None = None,
+                   on_frames: Callable[[int], None] | None = None) -> VideoResult:
+    """Colorize the video ``source`` into ``output`` (its container from its suffix).
+
+    ``on_start(total_frames or None, frames_already_done)`` and ``on_frames(n)`` report progress.
+    Raises :class:`~colorgan.video.io.VideoError` for a video that cannot be read.
+    """
+    source, output = Path(source), Path(output)
+    suffix = output.suffix.lower()
+    if suffix not in io.MUXERS:
+        raise io.VideoError(str(output), f"colorgan cannot write {suffix or 'suffix-less'} videos; use one of {', '.join(io.MUXERS)}")
+    settings.validate()
+    encoding = io.Encoding(codec=settings.codec_for(suffix), crf=settings.crf)
+    io.check_codec(encoding.codec, suffix)
+    info = io.probe(source)
+    folder = parts_folder(output)
+    manifest = _Manifest.open(folder, _fingerprint(colorizer, source, settings, encoding))
+    if on_start is not None:
+        on_start(info.expected_frames(), manifest.frames)
+    state = manifest.state()
+    frames = FrameColorizer(colorizer, size=settings.size, temporal=settings.temporal, strength=settings.strength,
+                            hints=settings.hints_by_frame(), state=state)
+    resumed = manifest.frames
+    try:
+        if not manifest.complete:
+            _colorize_rest(frames, info, manifest, settings, encoding, on_frames)
+        with atomic_output(output) as tmp:
+            io.join(manifest.part_paths(), info, tmp, suffix=suffix, rotation=manifest.rotation or 0)
+    except io.VideoError:
+        shutil.rmtree(folder, ignore_errors=True)  # the input is at fault: no run will resume from these parts
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+    return VideoResult(frames=manifest.frames, resumed_frames=resumed, cuts=frames.cuts)
+
+
+def _colorize_rest(frames: FrameColorizer, info: io.VideoInfo, manifest: _Manifest, settings: VideoSettings,
+                   encoding: io.Encoding, on_frames: Callable[[int], None] | None) -> None:
+    """Decode → colorize → encode the frames after the last finished part, part by part."""
+    decoded: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES * settings.batch_size)
+    encoded: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
+    stop = threading.Event()
+    reader = threading.Thread(target=_read, args=(info, manifest.last_pts, decoded, stop), name="colorgan-decode", daemon=True)
+    writer = _Writer(info, manifest, encoding, encoded, on_frames)
+    writer_thread = threading.Thread(target=writer.run, name="colorgan-encode", daemon=True)
+    reader.start()
+    writer_thread.start()
+    try:
+        for batch, ends_part in _batches(decoded, settings, info):
+            if batch:
+                _put(encoded, ("frames", batch, frames.colorize([frame.pixels for frame in batch])), writer)
+            if ends_part:
+                _put(encoded, ("end", frames.state), writer)
+        _put(encoded, ("done", frames.state), writer)
+    except BaseException:
+        writer.abort.set()
+        raise
+    finally:
+        stop.set()
+        writer_thread.join()
+    if writer.error is not None:
+        raise writer.error
+
+
+def _put(channel: queue.Queue, item: tuple, writer: _Writer) -> None:
+    """Hand work to the encoder, unless it has failed (its error is raised instead of waiting forever)."""
+    while True:
+        if writer.error is not None:
+            raise writer.error
+        with contextlib.suppress(queue.Full):
+            channel.put(item, timeout=0.5)
+            return
+
+
+def _read(info: io.VideoInfo, after_pts: int | None, out: queue.Queue, stop: threading.Event) -> None:
+    """The decoding thread: frames, then None; an exception is handed on instead of a frame."""
+    try:
+        for frame in io.read_frames(info, after_pts=after_pts):
+            while not stop.is_set():
+                with contextlib.suppress(queue.Full):
+                    out.put(frame, timeout=0.5)
+                    break
+            if stop.is_set():
+                return
+        out.put(None)
+    except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+        out.put(exc)
+
+
+def _batches(decoded: queue.Queue, settings: VideoSettings, info: io.VideoInfo) -> Iterator[tuple[list[io.Frame], bool]]:
+    """Model batches of decoded frames, and whether the part ends after each (an empty batch can end
+    one). A part ends before the first frame at least ``segment_seconds`` after the part's first
+    frame; batches never span two parts, and a resumed run starts a part with its first frame."""
+    limit = settings.segment_seconds / float(info.time_base)
+    batch: list[io.Frame] = []
+    start: int | None = None
+    while True:
+        item = decoded.get()
+        if isinstance(item, BaseException):
+            raise item
+        if item is None:
+            break
+        if start is not None and item.pts - start >= limit:
+            yield batch, True
+            batch, start = [], None
+        if start is None:
+            start = item.pts
+        batch.append(item)
+        if len(batch) == settings.batch_size:
+            yield batch, False
+            batch = []
+    if batch:
+        yield batch, False
+
+
+class _Writer:
+    """The encoding thread: frames into the current part; at a part's end, the part and its
+    state made permanent. Its first exception is kept in :attr:`error` and stops it."""
+
+    def __init__(self, info: io.VideoInfo, manifest: _Manifest, encoding: io.Encoding, channel: queue.Queue,
+                 on_frames: Callable[[int], None] | None) -> None:
+        self.info, self.manifest, self.encoding, self.channel, self.on_frames = info, manifest, encoding, channel, on_frames
+        self.error: BaseException | None = None
+        self.abort = threading.Event()  # set by the main thread when it gives up: stop at once
+        self._part: io.PartWriter | None = None
+        self._first_pts: int | None = None
+        self._last_pts: int | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.abort.is_set():
+                try:
+                    item = self.channel.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if item[0] == "frames":
+                    self._write(item[1], item[2])
+                elif item[0] == "end":
+                    self._finish_part(item[1])
+                elif item[0] == "done":
+                    self._finish_part(item[1])
+                    self.manifest.mark_complete()
+                    break
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self.error = exc
+        finally:
+            if self._part is not None:
+                with contextlib.suppress(Exception):
+                    self._part.abort()
+                with contextlib.suppress(OSError):
+                    self._part.path.unlink()
+
+    def _write(self, batch: list[io.Frame], colored: list[np.ndarray]) -> None:
+        if batch and self.manifest.rotation is None:
+            self.manifest.set_stream(rotation=batch[0].rotation, colorspace=batch[0].colorspace)
+        for frame, pixels in zip(batch, colored, strict=True):
+            if self._part is None:
+                self._part = io.PartWriter(self.manifest.next_part_temp(), self.info, self.encoding,
+                                           colorspace=self.manifest.colorspace)
+                self._first_pts = frame.pts
+            self._part.write(pixels, frame.pts, frame.duration)
+            self._last_pts = frame.pts
+        if self.on_frames is not None and batch:
+            self.on_frames(len(batch))
+
+    def _finish_part(self, state: TemporalState) -> None:
+        if self._part is None:
+            return
+        part, self._part = self._part, None
+        part.close()
+        self.manifest.add_part(part.path, first_pts=self._first_pts, last_pts=self._last_pts, frames=part.frames, state=state)
+
+
+@dataclass
+class _Manifest:
+    """The parts folder of one output: which parts are finished (``parts.json``), for which job."""
+
+    folder: Path
+    fingerprint: str
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    complete: bool = False
+    rotation: int | None = None
+    colorspace: int = 2
+
+    @classmethod
+    def open(cls, folder: Path, fingerprint: str) -> _Manifest:
+        """The finished parts of this same job, if a killed run left some; anything else there is discarded."""
+        path = folder / MANIFEST
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            data = json.loads(path.read_text())
+            if data["fingerprint"] == fingerprint and all((folder / p["file"]).is_file() for p in data["parts"]):
+                manifest = cls(folder, fingerprint, data["parts"], data["complete"], data["rotation"], data["colorspace"])
+                manifest._remove_strays()
+                if manifest.parts:
+                    log.info("resuming: %d finished parts (%d frames) kept in %s", len(manifest.parts), manifest.frames, folder)
+                return manifest
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        manifest = cls(folder, fingerprint)
+        manifest._save()
+        return manifest
+
+    @property
+    def frames(self) -> int:
+        return sum(p["frames"] for p in self.parts)
+
+    @property
+    def last_pts(self) -> int | None:
+        return self.parts[-1]["last_pts"] if self.parts else None
+
+    def state(self) -> TemporalState | None:
+        if not self.parts:
+            return None
+        with np.load(self.folder / self.parts[-1]["state"]) as arrays:
+            return TemporalState.from_arrays(dict(arrays))
+
+    def part_paths(self) -> list[Path]:
+        return [self.folder / p["file"] for p in self.parts]
+
+    def set_stream(self, *, rotation: int, colorspace: int) -> None:
+        self.rotation, self.colorspace = rotation, colorspace
+
+    def next_part_temp(self) -> Path:
+        return self.folder / f"part-{len(self.parts):05d}.mp4.tmp"
+
+    def add_part(self, temp: Path, *, first_pts: int, last_pts: int, frames: int, state: TemporalState) -> None:
+        name = temp.name.removesuffix(".tmp")
+        state_name = name.removesuffix(".mp4") + ".npz"
+        with atomic_output(self.folder / state_name) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **state.to_arrays())
+        publish(temp, self.folder / name)
+        self.parts.append({"file": name, "state": state_name, "first_pts": first_pts, "last_pts": last_pts, "frames": frames})
+        self._save()
+
+    def mark_complete(self) -> None:
+        self.complete = True
+        self._save()
+
+    def _save(self) -> None:
+        data = {"fingerprint": self.fingerprint, "parts": self.parts, "complete": self.complete,
+                "rotation": self.rotation, "colorspace": self.colorspace}
+        with atomic_output(self.folder / MANIFEST) as tmp:
+            tmp.write_text(json.dumps(data, indent=1))
+
+    def _remove_strays(self) -> None:
+        """Files of a part that was being written when the job was killed."""
+        keep = {MANIFEST} | {p["file"] for p in self.parts} | {p["state"] for p in self.parts}
+        for entry in self.folder.iterdir():
+            if entry.name not in keep:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+
+
+def _fingerprint(colorizer: Colorizer, source: Path, settings: VideoSettings, encoding: io.Encoding) -> str:
+    """What makes finished parts reusable: the same input file, model and settings."""
+    stat = source.stat()
+    job = {
+        "source": str(source.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+        "model": colorizer.meta, "settings": settings.fingerprint(),
+        "encoding": asdict(encoding),
+    }
+    return hashlib.sha256(json.dumps(job, sort_keys=True, default=str).encode()).hexdigest()

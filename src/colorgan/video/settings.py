@@ -1,0 +1,69 @@
+"""The options of a video job, as plain data: importing this needs neither PyAV nor OpenCV (the
+``video`` extra), so ``colorgan colorize`` can check them before it touches a video."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..errors import UserError
+from ..hints import Hint
+
+#: Default weight of the colors carried along the optical flow where it is reliable (the rest is
+#: each frame's own prediction). Chosen on clips made from training photos (docs/RESULTS.md).
+DEFAULT_STRENGTH = 0.85
+#: The codec each output container gets by default (``--video-codec`` to choose another).
+DEFAULT_CODECS = {
+    ".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "libx264",
+    ".ts": "libx264", ".webm": "libvpx-vp9", ".mpeg": "mpeg2video", ".mpg": "mpeg2video",
+}
+DEFAULT_CRF = 18
+#: Seconds of video per part (see :mod:`colorgan.video.job`): what a killed job loses at most.
+DEFAULT_SEGMENT_SECONDS = 10.0
+#: Frames the model sees per call.
+DEFAULT_BATCH = 8
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideoSettings:
+    """How videos are colorized and encoded (the video options of ``colorgan colorize``).
+
+    ``hints`` are :class:`~colorgan.hints.Hint` objects whose ``frame`` says which frame each is
+    given for; each follows the motion through the rest of its shot.
+    """
+
+    size: int | None = None
+    temporal: bool = True
+    strength: float = DEFAULT_STRENGTH
+    codec: str | None = None  # None: the container's default, DEFAULT_CODECS
+    crf: int = DEFAULT_CRF
+    segment_seconds: float = DEFAULT_SEGMENT_SECONDS
+    batch_size: int = DEFAULT_BATCH
+    hints: Sequence[Hint] = ()
+
+    def validate(self) -> None:
+        """Refuse options out of range before any video is opened."""
+        if not 0.0 <= self.strength < 1.0:
+            raise UserError(f"--strength must be at least 0 and below 1, got {self.strength}")
+        if not 0 <= self.crf <= 63:
+            raise UserError(f"--crf must be between 0 and 63, got {self.crf}")
+        if not self.segment_seconds > 0:
+            raise UserError(f"--segment-seconds must be positive, got {self.segment_seconds}")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+    def codec_for(self, suffix: str) -> str:
+        return self.codec or DEFAULT_CODECS[suffix]
+
+    def hints_by_frame(self) -> Mapping[int, list[Hint]]:
+        by_frame: dict[int, list[Hint]] = {}
+        for hint in self.hints:
+            by_frame.setdefault(hint.frame, []).append(hint)
+        return by_frame
+
+    def fingerprint(self) -> dict:
+        """The settings that decide the output's pixels, as JSON-able data."""
+        return {"size": self.size, "temporal": self.temporal, "strength": self.strength, "codec": self.codec,
+                "crf": self.crf, "segment_seconds": self.segment_seconds, "batch_size": self.batch_size,
+                "hints": [h.to_json() for h in self.hints]}
+
