@@ -247,6 +247,8 @@ def test_colorgan_outputs_among_the_inputs_are_recognized(pan, tmp_path: Path) -
     ("garbage", "not a video FFmpeg can read"),
     ("truncated", "truncated or corrupt"),
     ("audio only", "has no video stream"),
+    ("unknown codec", "video codec is unknown to FFmpeg"),
+    ("no frames", "has no video stream"),  # FFmpeg's MP4 reader drops a track without samples
 ])
 def test_bad_videos_fail_alone_with_one_line_and_no_output(pan, tmp_path: Path, gray_gradient, case: str, reason: str) -> None:
     from PIL import Image
@@ -261,6 +263,16 @@ def test_bad_videos_fail_alone_with_one_line_and_no_output(pan, tmp_path: Path, 
         data = good.read_bytes()
         bad = folder / "bad.mkv"
         bad.write_bytes(data[: len(data) // 2])
+    elif case == "unknown codec":  # a Matroska codec ID no FFmpeg knows, in an otherwise sound file
+        data = pan("whole.mkv").read_bytes()
+        assert b"V_MPEG4/ISO/AVC" in data
+        bad = folder / "bad.mkv"
+        bad.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_UNKNOWN/CODEC", 1))
+    elif case == "no frames":
+        with av.open(str(bad), "w") as container:
+            stream = container.add_stream("libx264", rate=24)
+            stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+            container.start_encoding()  # the header, and not one frame
     else:
         with av.open(str(bad), "w") as container:
             sound = container.add_stream("aac", rate=48000)

@@ -192,13 +192,15 @@ class ColorizeJob(ModelOptions):
             return _outcome(task, "skipped", task.skip)
         if task.output.exists() and not self.overwrite:
             return _outcome(task, "skipped", "output exists")
+        failed = None
         with _FrameProgress(console, task.source.name, enabled=progress) as bar:
             try:
                 colorize_video(colorizer, task.source, task.output, settings=settings, on_start=bar.start, on_frames=bar.advance)
             except (UserError, MemoryError, OSError) as exc:
                 failed = _Runner.failure(task, exc)
-                _say(console, f"error: {task.source}: {failed.reason}")
-                return failed
+        if failed is not None:  # said after the bar, which is left as it stopped
+            _say(console, f"error: {task.source}: {failed.reason}")
+            return failed
         return _outcome(task, "done")
 
     def _check_hints(self, tasks: Sequence[Task], colorizer: Colorizer) -> None:

@@ -132,18 +132,23 @@ def _put(channel: queue.Queue, item: tuple, writer: _Writer) -> None:
 
 
 def _read(info: io.VideoInfo, after_pts: int | None, out: queue.Queue, stop: threading.Event) -> None:
-    """The decoding thread: frames, then None; an exception is handed on instead of a frame."""
+    """The decoding thread: frames, then None; an exception is handed on instead of a frame. It
+    stops as soon as ``stop`` is set (the main thread gave up), never blocked on a full queue."""
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                out.put(item, timeout=0.5)
+                return True
+        return False
+
     try:
         for frame in io.read_frames(info, after_pts=after_pts):
-            while not stop.is_set():
-                with contextlib.suppress(queue.Full):
-                    out.put(frame, timeout=0.5)
-                    break
-            if stop.is_set():
+            if not offer(frame):
                 return
-        out.put(None)
+        offer(None)
     except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
-        out.put(exc)
+        offer(exc)
 
 
 def _batches(decoded: queue.Queue, settings: VideoSettings, info: io.VideoInfo) -> Iterator[tuple[list[io.Frame], bool]]:
