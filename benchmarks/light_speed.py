@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from common import cpu_name, print_and_record
+
 ROOT = Path(__file__).resolve().parent.parent
 MEGAPIXELS = (4000, 3000)
 
@@ -125,11 +127,7 @@ def main() -> None:
         results = measure({"before": before, "after": ROOT}, work, args)
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=False)
-    report = markdown(results, args)
-    print(report)
-    if args.record:
-        with (ROOT / "benchmarks" / "RESULTS.md").open("a") as handle:
-            handle.write("\n" + report)
+    print_and_record(markdown(results, args), args.record)
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -163,8 +161,7 @@ def measure(sides: dict[str, Path], work: Path, args: argparse.Namespace) -> dic
 
 def markdown(results: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
     b, a = results["before"], results["after"]
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu = cpu_name()
     rows = [
         ("cold start: `colorgan colorize` (512 px sample), whole process", f"{b['cold_s']:.2f} s", f"{a['cold_s']:.2f} s", "≤ 1.0 s"),
         ("12 MP JPEG → JPEG, loaded `Colorizer` (decode to encoded file)", f"{b['jpeg_s']:.2f} s", f"{a['jpeg_s']:.2f} s", "≤ 0.5 s"),

@@ -26,6 +26,8 @@ import av
 import numpy as np
 from PIL import Image
 
+from common import cpu_name, print_and_record
+
 from colorgan import Colorizer
 from colorgan.files import find_images
 from colorgan.video.job import colorize_video
@@ -106,8 +108,7 @@ def main() -> None:
             print(f"{name}: {frames} frames; simple {simple:.1f} fps, frame by frame {alone:.1f} fps, stable {stable:.1f} fps", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = cpu_name()
     lines = [
         f"### Issue 16 video speed, {time.strftime('%Y-%m-%d')}",
         "",
@@ -123,10 +124,7 @@ def main() -> None:
         target = "≥ 25 fps and ≥ 3× simple" if name == "480p" else "reported"
         lines.append(f"| {name} | {frames} | {simple:.1f} fps | {alone:.1f} fps | {stable:.1f} fps | {stable / simple:.2f}× | {target} |")
     report = "\n".join(lines) + "\n"
-    print("\n" + report)
-    if args.record:
-        with (ROOT / "benchmarks" / "RESULTS.md").open("a") as handle:
-            handle.write("\n" + report)
+    print_and_record(report, args.record)
 
 
 if __name__ == "__main__":

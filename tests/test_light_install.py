@@ -92,3 +92,12 @@ def test_videos_without_the_video_extra_say_what_to_install_in_one_line(tmp_path
     assert run.stderr.strip().splitlines() == [
         "error: film.mp4 is a video; colorizing videos needs PyAV and OpenCV, which this install lacks: pip install 'colorgan[video]'"]
     assert not (tmp_path / "colorized").exists()
+
+
+def test_the_ray_engine_without_the_cluster_extra_says_what_to_install_in_one_line(tmp_path: Path, gray_gradient) -> None:
+    Image.fromarray(gray_gradient(48, 32)).save(tmp_path / "scan.png")
+    blocked = "import sys; sys.modules['ray'] = None\n"
+    run = subprocess.run([sys.executable, "-c", blocked + _RUN_WITHOUT_TORCH, "colorize", "scan.png", "--engine", "ray"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == ["error: --engine ray needs Ray, which this install lacks: pip install 'colorgan[cluster]'"]

@@ -56,6 +56,7 @@ from .files import (
 from .hints import Hint, HintError, check_hints
 from .infer import Colorizer, ModelOptions
 from .photo import Photo, read_photo
+from .cluster import RayOptions, colorize_on_ray, require_ray
 from .video.settings import VideoSettings
 
 SAMPLE = Path(__file__).parent / "assets" / "samples" / "camera.jpg"
@@ -104,6 +105,7 @@ class ColorizeJob(ModelOptions):
     report: Path | None = None
     hints: Sequence[Hint] = ()
     video: VideoSettings = VideoSettings()  # how videos among the inputs are colorized (its hints and size: this job's)
+    ray: RayOptions | None = None  # set: the photos are colorized on a Ray cluster (colorgan.cluster)
 
     def validate(self) -> None:
         """Reject options out of range before anything is read or loaded."""
@@ -118,6 +120,11 @@ class ColorizeJob(ModelOptions):
         if self.report is not None and self.report.suffix.lower() != ".json":
             raise UserError(f"--report must name a .json file, got {self.report}")
         self.video.validate()
+        if self.ray is not None:
+            self.ray.validate()
+            require_ray()
+            if self.hints:
+                raise UserError("--engine ray colorizes folders; hints guide one photo, so run them without it")
 
     def plan(self) -> tuple[list[Task], str | None]:
         """The tasks (input, output, the output's format) and the format all outputs share (None:
@@ -152,6 +159,8 @@ class ColorizeJob(ModelOptions):
         if self.report is not None:
             _check_writable(self.report)
         videos = {i for i, task in enumerate(tasks) if task.fmt == VIDEO}
+        if videos and self.ray is not None:
+            raise UserError(f"--engine ray colorizes photos; {tasks[min(videos)].source} is a video: colorize videos without it")
         if videos:
             require_video(f"{tasks[min(videos)].source} is a video; colorizing videos")
             from .video.io import check_codec
@@ -159,15 +168,19 @@ class ColorizeJob(ModelOptions):
             for suffix in sorted({tasks[i].output.suffix.lower() for i in videos}):
                 check_codec(self.video.codec_for(suffix), suffix)
         _note_renamed(tasks, console)
-        colorizer = self.load_colorizer()
-        size = colorizer.check_size(self.size)
-        if self.hints:
+        colorizer = None if self.ray is not None else self.load_colorizer()  # on Ray, the workers load the model
+        size = None if colorizer is None else colorizer.check_size(self.size)
+        if self.hints and colorizer is not None:
             self._check_hints(tasks, colorizer)
         out = self.out or DEFAULT_OUT
         with _output_lock(out.parent if _names_a_file(out) else out):
             removed = _remove_stale_temps([t.output for t in tasks] + ([self.report] if self.report else []))
             if removed:
                 _say(console, f"note: removed {removed} stale temporary file{'s' * (removed > 1)} left by an interrupted run")
+            if colorizer is None:
+                outcomes = colorize_on_ray(self, tasks, console, self.ray, progress=progress)
+                self._write_report(outcomes)
+                return outcomes
             photos = [task for i, task in enumerate(tasks) if i not in videos]
             photo_outcomes = iter(_Runner(colorizer, console, size=size, quality=self.quality, keep_color=self.keep_color,
                                           hints=list(self.hints)).run(
@@ -176,12 +189,15 @@ class ColorizeJob(ModelOptions):
             video_settings = replace(self.video, size=size, hints=tuple(self.hints))
             outcomes = [self._video(task, colorizer, video_settings, console, progress) if i in videos else next(photo_outcomes)
                         for i, task in enumerate(tasks)]
+        self._write_report(outcomes)
+        return outcomes
+
+    def _write_report(self, outcomes: list[Outcome]) -> None:
         if self.report is not None:
             try:
                 write_report(self.report, {"summary": count(outcomes), "files": [asdict(o) for o in outcomes]})
             except OSError as exc:  # the work is done: hand the outcomes on with the error, so no summary is lost
                 raise ReportNotWritten(f"cannot write the report {self.report}: {exc}", outcomes) from None
-        return outcomes
 
 
     def _video(self, task: Task, colorizer: Colorizer, settings: VideoSettings, console: Console, progress: bool) -> Outcome:

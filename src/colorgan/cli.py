@@ -212,6 +212,10 @@ def colorize(
     video_codec: Annotated[Optional[str], typer.Option("--video-codec", help="Videos: the encoder, e.g. libx264, libx265, libvpx-vp9.", show_default="libx264 (mp4, mkv, mov, avi, ts), libvpx-vp9 (webm), mpeg2video (mpeg)")] = None,
     crf: Annotated[int, typer.Option(help="Videos: constant rate factor of the encoder (lower is better and bigger).")] = DEFAULT_CRF,
     segment_seconds: Annotated[float, typer.Option("--segment-seconds", help="Videos: seconds per resumable part (what a killed job redoes at most).")] = DEFAULT_SEGMENT_SECONDS,
+    engine: Annotated[str, typer.Option(help="local: this process; ray: spread the photos over a Ray cluster (the cluster extra).")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster (auto, or ray://host:10001).", show_default="a new local Ray instance")] = None,
+    actors: Annotated[int, typer.Option(help="--engine ray: workers, each holding one model.")] = 1,
+    gpus_per_actor: Annotated[float, typer.Option("--gpus-per-actor", help="--engine ray: the GPU share of each worker (0: CPU workers).")] = 0.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
 ) -> None:
     """Colorize black-and-white photos and videos at full resolution (exit 1 if any file or the report failed)."""
@@ -225,6 +229,7 @@ def colorize(
         batch_size=batch_size, fmt=fmt, quality=quality, keep_color=keep_color, overwrite=overwrite, report=report,
         hints=hints, video=VideoSettings(temporal=temporal, strength=strength, codec=video_codec, crf=crf,
                                          segment_seconds=segment_seconds),
+        ray=_ray_options(engine, address, actors, gpus_per_actor),
     )
     report_error = None
     try:
@@ -239,6 +244,19 @@ def colorize(
         err_console.print(f"error: {report_error}", markup=False, highlight=False, soft_wrap=True)
     if counts["failed"] or report_error is not None:
         raise typer.Exit(1)
+
+
+def _ray_options(engine: str, address: str | None, actors: int, gpus_per_actor: float):  # noqa: ANN202 - RayOptions, imported lazily
+    """The cluster options of ``--engine ray`` (None for the local engine); the Ray flags alone are refused."""
+    from .cluster import RayOptions
+
+    if engine not in ("local", "ray"):
+        raise UserError(f"unknown --engine {engine!r}; choose local or ray")
+    if engine == "local":
+        if address is not None or actors != 1 or gpus_per_actor:
+            raise UserError("--address, --actors and --gpus-per-actor go with --engine ray")
+        return None
+    return RayOptions(address=address, actors=actors, gpus_per_actor=gpus_per_actor)
 
 
 # --- export -----------------------------------------------------------------------------

@@ -1,0 +1,148 @@
+"""Archive scale: a folder job spread over a Ray cluster (``--engine ray``, the ``cluster`` extra).
+
+The driver plans the job exactly as the local folder job does (:meth:`ColorizeJob.plan`: which
+files, which outputs, the same refusals) but ships only the paths. Ray Data streams them to a
+pool of actors; each actor loads the model once and runs the folder job's own runner
+(:class:`colorgan.batch._Runner`) on its share, so photos are read and outputs written by the
+workers, with the same rules: atomic renames, existing outputs skipped, one bad photo reported
+and never fatal. A rerun after any crash (the driver's or a worker's) finishes the job, since
+finished outputs are skipped and half-written ones never exist under their names. The
+outcomes come back to the driver, which prints the error lines and writes the report.
+
+Paths must be visible to every node at the same place (a local disk for a one-machine cluster,
+or a shared file system such as NFS mounted alike everywhere).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import UserError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .batch import ColorizeJob, Outcome, Task
+
+log = logging.getLogger(__name__)
+
+CLUSTER_EXTRA = "pip install 'colorgan[cluster]'"
+#: Photos per Ray task: big enough that Ray's per-task cost is small beside the colorization,
+#: small enough that a crashed worker's redone share is short.
+PHOTOS_PER_TASK = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class RayOptions:
+    """Where and how wide: ``address`` of a running cluster (None: start a local Ray instance,
+    ``"auto"``: the one this machine belongs to, or ``ray://host:10001``), the number of actors
+    (each holds one model) and the GPU share each takes (0: CPU actors)."""
+
+    address: str | None = None
+    actors: int = 1
+    gpus_per_actor: float = 0.0
+
+    def validate(self) -> None:
+        if self.actors < 1:
+            raise UserError(f"--actors must be at least 1, got {self.actors}")
+        if not 0 <= self.gpus_per_actor <= 8:
+            raise UserError(f"--gpus-per-actor must be between 0 and 8, got {self.gpus_per_actor}")
+
+
+def require_ray() -> None:
+    """Refuse ``--engine ray`` in one line, saying what to install, when Ray Data is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise UserError(f"--engine ray needs Ray, which this install lacks: {CLUSTER_EXTRA}")
+
+
+class _ColorizeActor:
+    """One Ray actor: the job's model, loaded once, and the folder job's runner for each batch of paths."""
+
+    def __init__(self, job: ColorizeJob) -> None:
+        from rich.console import Console
+
+        self.job = job
+        self.colorizer = job.load_colorizer()
+        self.size = self.colorizer.check_size(job.size)
+        self.console = Console(quiet=True)  # the driver prints the error lines, from the outcomes
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from .batch import Task, _Runner
+
+        tasks = [Task(Path(source), Path(output), fmt=str(fmt))
+                 for source, output, fmt in zip(batch["source"], batch["output"], batch["fmt"], strict=True)]
+        runner = _Runner(self.colorizer, self.console, size=self.size, quality=self.job.quality,
+                         keep_color=self.job.keep_color)
+        outcomes = runner.run(tasks, overwrite=self.job.overwrite, batch_size=self.job.batch_size, progress=False)
+        return {"index": batch["index"], "status": np.array([o.status for o in outcomes]),
+                "reason": np.array([o.reason or "" for o in outcomes])}
+
+
+def _actor_for(job: ColorizeJob) -> type:
+    """The actor class with ``job`` built in (shipped with the class, not as constructor arguments in
+    the object store, which a restarted actor could find gone)."""
+
+    class ColorizeActor(_ColorizeActor):
+        def __init__(self) -> None:
+            super().__init__(job)
+
+    return ColorizeActor
+
+
+def colorize_on_ray(job: ColorizeJob, tasks: Sequence[Task], console: Console, options: RayOptions, *,
+                    progress: bool = True) -> list[Outcome]:
+    """Colorize the planned ``tasks`` of ``job`` on Ray; their outcomes, in task order."""
+    import ray
+
+    from .batch import _outcome, _say
+
+    outcomes: dict[int, Outcome] = {}
+    todo = []
+    for index, task in enumerate(tasks):
+        if task.skip is not None:
+            outcomes[index] = _outcome(task, "skipped", task.skip)
+        elif not job.overwrite and task.output.exists():  # the actors check again: this only spares shipping them
+            outcomes[index] = _outcome(task, "skipped", "output exists")
+        else:
+            todo.append((index, task))
+    if todo:
+        _connect(ray, options)
+        rows = [{"index": index, "source": str(task.source), "output": str(task.output), "fmt": task.fmt} for index, task in todo]
+        ray.data.DataContext.get_current().enable_progress_bars = progress
+        results = ray.data.from_items(rows).map_batches(
+            _actor_for(job), batch_size=PHOTOS_PER_TASK, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=options.actors), num_cpus=1,
+            num_gpus=options.gpus_per_actor or None,
+        ).take_all()  # Ray Data restarts a killed actor and redoes its unfinished batch (written outputs are skipped)
+        by_index = dict(todo)
+        for row in sorted(results, key=lambda r: int(r["index"])):
+            task = by_index[int(row["index"])]
+            reason = str(row["reason"]) or None
+            outcomes[int(row["index"])] = _outcome(task, str(row["status"]), reason)  # type: ignore[arg-type]
+            if row["status"] == "failed":
+                _say(console, f"error: {task.source}: {reason}")
+    return [outcomes[index] for index in range(len(tasks))]
+
+
+def _connect(ray: Any, options: RayOptions) -> None:
+    """Join the cluster at ``options.address``, or start a local Ray instance on this machine's cores."""
+    if ray.is_initialized():
+        return
+    quiet = {"configure_logging": True, "logging_level": logging.WARNING, "include_dashboard": False, "log_to_driver": False}
+    try:
+        if options.address is None:
+            ray.init(num_cpus=max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1),
+                     **quiet)
+        else:
+            ray.init(address=options.address, **quiet)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UserError(f"cannot reach the Ray cluster at {options.address or 'a new local instance'}: {str(exc).splitlines()[0]}") from None

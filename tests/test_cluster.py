@@ -1,0 +1,111 @@
+"""`colorgan colorize --engine ray`: the folder job on a local Ray instance (2 CPUs) gives the same
+files as the plain job, reports bad photos without stopping, and a killed worker costs nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ray = pytest.importorskip("ray")
+
+from test_colorize_cli import invoke  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray() -> Iterator[None]:
+    """One local Ray instance for the in-process jobs of this module (starting one takes seconds)."""
+    yield
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def photos(folder: Path, n: int, size: tuple[int, int] = (96, 64)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        small = rng.random((6, 8)) * 200 + 20
+        Image.fromarray(small.astype(np.float32)).resize(size, Image.Resampling.BICUBIC).convert("L").save(folder / f"p{i:03d}.png")
+    return folder
+
+
+def same_files(a: Path, b: Path) -> None:
+    names = sorted(p.name for p in a.iterdir() if not p.name.startswith("."))
+    assert names == sorted(p.name for p in b.iterdir() if not p.name.startswith("."))
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_ray_gives_the_plain_jobs_files_and_reports_bad_photos(tmp_path: Path) -> None:
+    source = photos(tmp_path / "scans", 12)
+    (source / "torn.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    assert invoke("colorize", source, "-o", tmp_path / "plain", "-q")[0] == 1
+    code, out, err = invoke("colorize", source, "-o", tmp_path / "ray", "--engine", "ray", "--actors", "2",
+                            "--report", tmp_path / "report.json")
+    assert code == 1  # one photo failed; the run went on
+    assert "12 done, 0 skipped, 1 failed" in out
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "torn.png" in errors[0]
+    same_files(tmp_path / "plain", tmp_path / "ray")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["summary"] == {"done": 12, "skipped": 0, "failed": 1}
+    assert [f["status"] for f in report["files"] if f["source"].endswith("torn.png")] == ["failed"]
+    code, out, _ = invoke("colorize", source, "-o", tmp_path / "ray", "--engine", "ray")
+    assert "0 done, 12 skipped, 1 failed" in out  # a rerun skips what exists
+
+
+def test_ray_flags_without_the_engine_and_videos_on_ray_are_refused(tmp_path: Path) -> None:
+    source = photos(tmp_path / "scans", 1)
+    code, _, err = invoke("colorize", source, "--actors", "2")
+    assert code == 2 and "go with --engine ray" in err
+    code, _, err = invoke("colorize", source, "--engine", "spark")
+    assert code == 2 and "unknown --engine" in err
+    code, _, err = invoke("colorize", source, "--engine", "ray", "--actors", "0")
+    assert code == 2 and "--actors must be at least 1" in err
+
+
+def _worker_pids() -> list[int]:
+    """The processes of colorgan's Ray actors (Ray names them after the actor class)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"ColorizeActor" in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker through /proc")
+def test_a_worker_killed_mid_run_and_a_rerun_leave_every_output_correct(tmp_path: Path) -> None:
+    source = photos(tmp_path / "scans", 48, size=(640, 480))
+    assert invoke("colorize", source, "-o", tmp_path / "plain", "-q")[0] == 0
+    out = tmp_path / "ray"
+    command = [sys.executable, "-c", "from colorgan.cli import main; main()", "colorize", str(source), "-o", str(out),
+               "--engine", "ray", "-q"]
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.is_dir() and any(out.glob("*.png"))) and time.monotonic() < deadline and job.poll() is None:
+            time.sleep(0.05)
+        killed = _worker_pids()
+        assert killed, "no colorgan worker found to kill"
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+        job.wait(timeout=180)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    same_files(tmp_path / "plain", out)  # every output whole and correct, none missing or extra
