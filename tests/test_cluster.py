@@ -109,3 +109,12 @@ def test_a_worker_killed_mid_run_and_a_rerun_leave_every_output_correct(tmp_path
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     same_files(tmp_path / "plain", out)  # every output whole and correct, none missing or extra
+
+
+def test_the_python_form_returns_each_files_outcome(tmp_path: Path) -> None:
+    from colorgan.cluster import colorize_folder_on_ray
+
+    source = photos(tmp_path / "scans", 3)
+    outcomes = colorize_folder_on_ray([source], tmp_path / "out", actors=1, fmt="jpg")
+    assert [o.status for o in outcomes] == ["done"] * 3
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p000.jpg", "p001.jpg", "p002.jpg"]

@@ -146,3 +146,24 @@ def _connect(ray: Any, options: RayOptions) -> None:
             ray.init(address=options.address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"cannot reach the Ray cluster at {options.address or 'a new local instance'}: {str(exc).splitlines()[0]}") from None
+
+
+def colorize_folder_on_ray(inputs: Sequence[str | Path], out: str | Path, *, address: str | None = None, actors: int = 1,
+                           gpus_per_actor: float = 0.0, report: str | Path | None = None, progress: bool = False,
+                           **options: Any) -> list[Outcome]:
+    """The Python form of ``colorgan colorize INPUTS -o OUT --engine ray``: the outcome of every file.
+
+    ``options`` are the folder job's (``model``, ``size``, ``fmt``, ``quality``, ``overwrite``,
+    ``batch_size``, ...; see :class:`colorgan.batch.ColorizeJob`).
+
+    Example::
+
+        outcomes = colorize_folder_on_ray(["/mnt/archive/scans"], "/mnt/archive/color", address="auto", actors=64)
+    """
+    from rich.console import Console
+
+    from .batch import ColorizeJob
+
+    job = ColorizeJob(inputs=[str(item) for item in inputs], out=Path(out), report=None if report is None else Path(report),
+                      ray=RayOptions(address=address, actors=actors, gpus_per_actor=gpus_per_actor), **options)
+    return job.run(Console(stderr=True), progress=progress)
