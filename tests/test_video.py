@@ -345,3 +345,15 @@ def test_colorizer_api_for_files_and_frames(pan, tmp_path: Path, colorizer: Colo
     assert len(out) == 5 and out[0].shape == (64, 96, 3) and out[0].dtype == np.uint8
     with pytest.raises(UserError, match="strength"):
         list(colorizer.colorize_frames(frames, strength=1.5))
+
+
+@pytest.mark.parametrize("suffix,codec", [(".avi", "h264"), (".mov", "h264"), (".webm", "vp9"), (".mpg", "mpeg2video"), (".ts", "h264")])
+def test_every_container_gets_its_default_codec_and_every_frame(pan, tmp_path: Path, suffix: str, codec: str) -> None:
+    source = pan(n=12, vfr=True, audio=True)  # a variable frame rate, which AVI and MPEG put on a constant grid
+    out = tmp_path / f"out{suffix}"
+    code, _, err = invoke("colorize", source, "-o", out, "-q")
+    assert code == 0, err
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name == codec
+        frames = [frame.pts for frame in container.decode(video=0)]
+    assert len(frames) == 12 and frames == sorted(frames)  # all there, in order

@@ -19,6 +19,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.bitstream
 import numpy as np
 
 from ..errors import PhotoError, UserError
@@ -64,6 +65,15 @@ class VideoInfo:
         if self.duration and self.rate:
             return max(1, round(self.duration * float(self.rate)))
         return None
+
+
+@contextlib.contextmanager
+def _ffmpeg(source: Path, doing: str) -> Iterator[None]:
+    """FFmpeg's errors while ``doing`` something for the video ``source``, as one :class:`VideoError`."""
+    try:
+        yield
+    except av.FFmpegError as exc:
+        raise VideoError(str(source), f"FFmpeg failed while {doing} ({_reason(exc)})") from None
 
 
 def _reason(exc: Exception) -> str:
@@ -193,12 +203,35 @@ def _is_gray(frame: av.VideoFrame) -> bool:
     return True
 
 
+# Containers and codecs that hold only a constant frame rate: their frames sit on a grid of 1/rate.
+_CONSTANT_RATE_SUFFIXES = {".avi", ".mpeg", ".mpg"}
+_CONSTANT_RATE_CODECS = {"mpeg1video", "mpeg2video"}
+# MPEG-1/2 video knows only these frame rates.
+_MPEG_RATES = [Fraction(24000, 1001), Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(30), Fraction(50),
+               Fraction(60000, 1001), Fraction(60)]
+# FFmpeg's lambda per quantizer step: qscale 2 (MPEG's "visually lossless" setting) as a global quality.
+_QP2LAMBDA = 118
+
+
 @dataclass(frozen=True)
 class Encoding:
-    """How the colorized video stream is encoded."""
+    """How the colorized video stream is encoded; ``constant_rate``: the output holds only a
+    constant frame rate (AVI, MPEG), so frames are placed on its grid instead of keeping their timestamps."""
 
     codec: str
     crf: int = DEFAULT_CRF
+    constant_rate: bool = False
+
+    @classmethod
+    def for_output(cls, codec: str, crf: int, suffix: str) -> Encoding:
+        return cls(codec=codec, crf=crf, constant_rate=suffix in _CONSTANT_RATE_SUFFIXES or codec in _CONSTANT_RATE_CODECS)
+
+    def rate(self, info: VideoInfo) -> Fraction:
+        """The frame rate of a constant-rate output: the input's average (the nearest MPEG rate for MPEG video)."""
+        rate = Fraction(info.rate or 24).limit_denominator(1001)
+        if self.codec in _CONSTANT_RATE_CODECS:
+            rate = min(_MPEG_RATES, key=lambda r: abs(r - rate))
+        return rate
 
     def options(self) -> dict[str, str]:
         if self.codec in _CRF_CODECS:
@@ -206,12 +239,13 @@ class Encoding:
             if self.codec == "libx264":
                 # x264's macroblock-tree rate control gives different bits for the same frames from one
                 # run to the next (measured here, even single-threaded); without it every run, and a
-                # resumed one, encodes the same frames to the same video.
-                options["x264-params"] = "mbtree=0"
+                # resumed one, encodes the same frames to the same video. A constant-rate container
+                # (AVI) stores no presentation times, so it gets no B-frames (which need them).
+                options["x264-params"] = "mbtree=0" + (":bframes=0" if self.constant_rate else "")
             if self.codec in ("libvpx-vp9", "libvpx"):
                 options["b"] = "0"  # constant quality, no bitrate cap
             return options
-        return {"qscale": "2"} if self.codec in ("mpeg2video", "mpeg4") else {}
+        return {}
 
 
 def check_codec(codec: str, suffix: str) -> None:
@@ -246,39 +280,60 @@ def _muxer_accepts(muxer: str, add: Callable[[av.container.OutputContainer], obj
 
 
 class PartWriter:
-    """Encodes colorized frames into one part file (an MP4 file), keeping their timestamps."""
+    """Encodes colorized frames into one part file (an MP4 file), keeping their timestamps.
 
-    def __init__(self, path: Path, info: VideoInfo, encoding: Encoding, *, colorspace: int) -> None:
+    For a constant-rate output each frame goes to the slot of the rate's grid nearest its time, but
+    never before the slot after the previous frame's (``next_slot``, carried from part to part).
+    """
+
+    def __init__(self, path: Path, info: VideoInfo, encoding: Encoding, *, colorspace: int, next_slot: int = 0) -> None:
+        with _ffmpeg(info.path, f"starting the {encoding.codec} encoder"):
+            self._open(path, info, encoding, colorspace, next_slot)
+
+    def _open(self, path: Path, info: VideoInfo, encoding: Encoding, colorspace: int, next_slot: int) -> None:
         self.path = path
+        self._source = info.path
         self._container = av.open(str(path), "w", format=PART_MUXER)
-        stream = self._container.add_stream(encoding.codec, rate=info.rate or Fraction(24))
+        rate = encoding.rate(info) if encoding.constant_rate else info.rate or Fraction(24)
+        stream = self._container.add_stream(encoding.codec, rate=rate)
         stream.width, stream.height = info.width, info.height
         stream.pix_fmt = PIXEL_FORMAT
-        stream.time_base = info.time_base
-        stream.codec_context.time_base = info.time_base
+        self._time_base = 1 / rate if encoding.constant_rate else info.time_base
+        self._input_time_base = info.time_base
+        self._constant_rate = encoding.constant_rate
+        stream.time_base = stream.codec_context.time_base = self._time_base
         stream.options = encoding.options()
-        self._colorspace = _output_colorspace(colorspace, info.height)
         context = stream.codec_context
+        if encoding.codec in _CONSTANT_RATE_CODECS:  # MPEG-1/2 take a fixed quantizer, not a CRF
+            context.qscale = True
+            context.global_quality = 2 * _QP2LAMBDA
+        self._colorspace = _output_colorspace(colorspace, info.height)
         context.colorspace = self._colorspace
         context.color_range = av.video.reformatter.ColorRange.MPEG
         self._stream = stream
-        self._time_base = info.time_base
+        self.next_slot = next_slot
         self.frames = 0
 
     def write(self, pixels: np.ndarray, pts: int, duration: int) -> None:
         frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(
             format=PIXEL_FORMAT, dst_colorspace=self._colorspace, dst_color_range=av.video.reformatter.ColorRange.MPEG)
-        frame.pts = pts
-        frame.time_base = self._time_base  # the input's; the muxer may give the stream another one
-        if duration:
-            frame.duration = duration
-        self._container.mux(self._stream.encode(frame))
+        if self._constant_rate:
+            frame.pts = max(self.next_slot, round(pts * self._input_time_base / self._time_base))
+            self.next_slot = frame.pts + 1
+        else:
+            frame.pts = pts
+            if duration:
+                frame.duration = duration
+        frame.time_base = self._time_base  # the codec's; the muxer may give the stream another one
+        with _ffmpeg(self._source, "encoding"):
+            self._container.mux(self._stream.encode(frame))
         self.frames += 1
 
     def close(self) -> None:
         """Flush the encoder and finish the file."""
-        self._container.mux(self._stream.encode(None))
-        self._container.close()
+        with _ffmpeg(self._source, "encoding"):
+            self._container.mux(self._stream.encode(None))
+            self._container.close()
 
     def abort(self) -> None:
         self._container.close()
@@ -299,7 +354,8 @@ def join(parts: Sequence[Path], info: VideoInfo, target: Path, *, suffix: str, r
 
     A stream the output container cannot hold (say, SubRip subtitles in an MP4) is left out with a warning.
     """
-    with open_input(info.path) as source, av.open(str(target), "w", format=MUXERS[suffix]) as out:
+    with _ffmpeg(info.path, f"writing the {suffix} output"), open_input(info.path) as source, \
+            av.open(str(target), "w", format=MUXERS[suffix]) as out:
         first = av.open(str(parts[0]))
         video = out.add_stream_from_template(first.streams.video[0])
         first.close()
@@ -316,22 +372,29 @@ def join(parts: Sequence[Path], info: VideoInfo, target: Path, *, suffix: str, r
                             stream.index, name or "unknown codec", suffix)
                 continue
             copied[stream.index] = out.add_stream_from_template(stream)
-        streams = [_video_packets(parts, video)]
+        streams = [_video_packets(parts, video, MUXERS[suffix])]
         if copied:
             streams.append(_copied_packets(source, copied))
         for _, packet in heapq.merge(*streams, key=lambda item: item[0]):
             out.mux(packet)
 
 
-def _video_packets(parts: Sequence[Path], stream: av.stream.Stream) -> Iterator[tuple[float, av.Packet]]:
+# Containers that want H.264/HEVC as a byte stream with start codes (Annex B), which MP4 parts do not
+# hold; FFmpeg's MPEG-TS muxer converts by itself, AVI's does not.
+_ANNEX_B = {("avi", "h264"): "h264_mp4toannexb", ("avi", "hevc"): "hevc_mp4toannexb"}
+
+
+def _video_packets(parts: Sequence[Path], stream: av.stream.Stream, muxer: str) -> Iterator[tuple[float, av.Packet]]:
     for part in parts:
         with av.open(str(part)) as container:
-            for packet in container.demux(container.streams.video[0]):
-                if packet.dts is None:
-                    continue  # the demuxer's end-of-stream marker
-                when = float(packet.dts * packet.time_base)
-                packet.stream = stream
-                yield when, packet
+            source = container.streams.video[0]
+            bsf_name = _ANNEX_B.get((muxer, source.codec_context.name))
+            bsf = av.bitstream.BitStreamFilterContext(bsf_name, source) if bsf_name else None
+            for packet in container.demux(source):
+                for out in (bsf.filter(packet) if bsf is not None else [packet]) if packet.dts is not None else []:
+                    when = float(out.dts * out.time_base)
+                    out.stream = stream
+                    yield when, out
 
 
 def _copied_packets(source: av.container.InputContainer, copied: dict) -> Iterator[tuple[float, av.Packet]]:

@@ -70,7 +70,7 @@ def colorize_video(colorizer: Colorizer, source: str | Path, output: str | Path,
     if suffix not in io.MUXERS:
         raise io.VideoError(str(output), f"colorgan cannot write {suffix or 'suffix-less'} videos; use one of {', '.join(io.MUXERS)}")
     settings.validate()
-    encoding = io.Encoding(codec=settings.codec_for(suffix), crf=settings.crf)
+    encoding = io.Encoding.for_output(settings.codec_for(suffix), settings.crf, suffix)
     io.check_codec(encoding.codec, suffix)
     info = io.probe(source)
     folder = parts_folder(output)
@@ -220,7 +220,7 @@ class _Writer:
         for frame, pixels in zip(batch, colored, strict=True):
             if self._part is None:
                 self._part = io.PartWriter(self.manifest.next_part_temp(), self.info, self.encoding,
-                                           colorspace=self.manifest.colorspace)
+                                           colorspace=self.manifest.colorspace, next_slot=self.manifest.next_slot)
                 self._first_pts = frame.pts
             self._part.write(pixels, frame.pts, frame.duration)
             self._last_pts = frame.pts
@@ -232,7 +232,8 @@ class _Writer:
             return
         part, self._part = self._part, None
         part.close()
-        self.manifest.add_part(part.path, first_pts=self._first_pts, last_pts=self._last_pts, frames=part.frames, state=state)
+        self.manifest.add_part(part.path, first_pts=self._first_pts, last_pts=self._last_pts, frames=part.frames,
+                               next_slot=part.next_slot, state=state)
 
 
 @dataclass
@@ -272,6 +273,11 @@ class _Manifest:
     def last_pts(self) -> int | None:
         return self.parts[-1]["last_pts"] if self.parts else None
 
+    @property
+    def next_slot(self) -> int:
+        """The first free slot of a constant-rate output after the finished parts (see io.PartWriter)."""
+        return self.parts[-1]["next_slot"] if self.parts else 0
+
     def state(self) -> TemporalState | None:
         if not self.parts:
             return None
@@ -287,14 +293,15 @@ class _Manifest:
     def next_part_temp(self) -> Path:
         return self.folder / f"part-{len(self.parts):05d}.mp4.tmp"
 
-    def add_part(self, temp: Path, *, first_pts: int, last_pts: int, frames: int, state: TemporalState) -> None:
+    def add_part(self, temp: Path, *, first_pts: int, last_pts: int, frames: int, next_slot: int, state: TemporalState) -> None:
         name = temp.name.removesuffix(".tmp")
         state_name = name.removesuffix(".mp4") + ".npz"
         with atomic_output(self.folder / state_name) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, **state.to_arrays())
         publish(temp, self.folder / name)
-        self.parts.append({"file": name, "state": state_name, "first_pts": first_pts, "last_pts": last_pts, "frames": frames})
+        self.parts.append({"file": name, "state": state_name, "first_pts": first_pts, "last_pts": last_pts, "frames": frames,
+                           "next_slot": next_slot})
         self._save()
 
     def mark_complete(self) -> None:
