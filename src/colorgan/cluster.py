@@ -118,6 +118,8 @@ def colorize_on_ray(job: ColorizeJob, tasks: Sequence[Task], console: Console, o
         _connect(ray, options)
         rows = [{"index": index, "source": str(task.source), "output": str(task.output), "fmt": task.fmt} for index, task in todo]
         ray.data.DataContext.get_current().enable_progress_bars = progress
+        if not progress:  # --quiet: Ray Data's own notes too
+            logging.getLogger("ray.data").setLevel(logging.ERROR)
         results = ray.data.from_items(rows).map_batches(
             _actor_for(job), batch_size=PHOTOS_PER_TASK, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=options.actors), num_cpus=1,
