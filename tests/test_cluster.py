@@ -65,6 +65,10 @@ def test_ray_gives_the_plain_jobs_files_and_reports_bad_photos(tmp_path: Path) -
 
 def test_ray_flags_without_the_engine_and_videos_on_ray_are_refused(tmp_path: Path) -> None:
     source = photos(tmp_path / "scans", 1)
+    (source / "reel.mp4").write_bytes(b"\x00" * 64)
+    code, _, err = invoke("colorize", source, "--engine", "ray")
+    assert code == 2 and "is a video: colorize videos without it" in err
+    (source / "reel.mp4").unlink()
     code, _, err = invoke("colorize", source, "--actors", "2")
     assert code == 2 and "go with --engine ray" in err
     code, _, err = invoke("colorize", source, "--engine", "spark")
@@ -102,10 +106,13 @@ def test_a_worker_killed_mid_run_and_a_rerun_leave_every_output_correct(tmp_path
         assert killed, "no colorgan worker found to kill"
         for pid in killed:
             os.kill(pid, signal.SIGKILL)
+        done_when_killed = len(list(out.glob("*.png")))
         job.wait(timeout=180)
     finally:
         if job.poll() is None:
             job.kill()
+    assert done_when_killed < 48  # the worker died mid-run
+    assert len(list(out.glob("*.png"))) == 48 and job.returncode == 0  # Ray restarted it and the job finished
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     same_files(tmp_path / "plain", out)  # every output whole and correct, none missing or extra

@@ -38,12 +38,16 @@ def scene(width: int, height: int, shift: int, kind: int = 0) -> np.ndarray:
 
 
 def write_video(path: Path, frames: list[np.ndarray], *, vfr: bool = False, rotation: int = 0, audio: bool = False,
-                subtitle: bool = False, codec: str = "libx264") -> list[int]:
-    """Encode gray frames; returns their timestamps. ``vfr``: every fifth frame lasts twice as long."""
+                subtitle: bool = False, codec: str = "libx264", keyframes: int | None = None) -> list[int]:
+    """Encode gray frames; returns their timestamps. ``vfr``: every fifth frame lasts twice as long;
+    ``keyframes``: a keyframe every so many frames (default: the encoder's, one here)."""
     height, width = frames[0].shape
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=24)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+        if keyframes:
+            stream.options = {"g": str(keyframes), "keyint_min": str(keyframes)}
         stream.time_base = stream.codec_context.time_base = TIME_BASE
         if rotation:
             stream.set_display_rotation(rotation)
@@ -174,14 +178,20 @@ def test_hints_for_one_frame_carry_through_its_shot_and_stop_at_the_cut(colorize
     np.testing.assert_array_equal(guided[8], plain[8])  # the next shot is not
 
 
-def test_a_killed_job_resumes_and_equals_an_uninterrupted_run(pan, tmp_path: Path, colorizer: Colorizer) -> None:
+@pytest.mark.parametrize("name,keyframes,batch", [
+    ("film.mp4", None, 4),  # one keyframe: the resumed run decodes from the start
+    ("film.mp4", 6, 7),  # keyframes to seek to; parts (7 frames) end exactly where batches do
+    ("film.ts", 6, 4),  # MPEG-TS, whose seeking can land past the point asked for
+])
+def test_a_killed_job_resumes_and_equals_an_uninterrupted_run(pan, tmp_path: Path, colorizer: Colorizer, name: str,
+                                                               keyframes: int | None, batch: int) -> None:
     # x264 is deterministic run to run, except on tiny frames (at 96x64 its lookahead varies), hence 192x128.
-    source = pan(n=30, size=(192, 128))
-    settings = VideoSettings(segment_seconds=0.25, batch_size=4)
-    whole = tmp_path / "whole.mp4"
+    source = pan(name, n=30, size=(192, 128), keyframes=keyframes)
+    settings = VideoSettings(segment_seconds=0.25, batch_size=batch)
+    whole = tmp_path / f"whole{source.suffix}"
     colorize_video(colorizer, source, whole, settings=settings)
 
-    resumed = tmp_path / "resumed.mp4"
+    resumed = tmp_path / f"resumed{source.suffix}"
     done = 0
 
     def kill(frames: int) -> None:
@@ -204,17 +214,23 @@ def test_a_killed_job_resumes_and_equals_an_uninterrupted_run(pan, tmp_path: Pat
     assert not parts_folder(resumed).exists()
 
 
-def test_other_settings_do_not_reuse_parts(pan, tmp_path: Path, colorizer: Colorizer) -> None:
-    source = pan(n=12)
-    out = tmp_path / "out.mp4"
+def test_finished_parts_serve_the_same_job_only(pan, tmp_path: Path, colorizer: Colorizer) -> None:
+    source = pan(n=24)
+    settings = VideoSettings(segment_seconds=0.1, batch_size=2)  # parts of 3 frames
+    done = 0
 
     def kill(frames: int) -> None:
-        raise KeyboardInterrupt
+        nonlocal done
+        done += frames
+        if done >= 12:
+            raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        colorize_video(colorizer, source, out, settings=VideoSettings(segment_seconds=0.1, batch_size=2), on_frames=kill)
-    result = colorize_video(colorizer, source, out, settings=VideoSettings(segment_seconds=0.1, batch_size=2, temporal=False))
-    assert result.resumed_frames == 0
+    for out, rerun in ((tmp_path / "a.mp4", settings), (tmp_path / "b.mp4", VideoSettings(segment_seconds=0.1, batch_size=2, temporal=False))):
+        done = 0
+        with pytest.raises(KeyboardInterrupt):
+            colorize_video(colorizer, source, out, settings=settings, on_frames=kill)
+        result = colorize_video(colorizer, source, out, settings=rerun)
+        assert (result.resumed_frames > 0) == (rerun == settings)  # the same job resumes; another starts afresh
 
 
 def test_a_folder_mixes_photos_and_videos_and_a_rerun_skips_them(pan, tmp_path: Path, gray_gradient) -> None:
@@ -236,7 +252,9 @@ def test_colorgan_outputs_among_the_inputs_are_recognized(pan, tmp_path: Path) -
     folder.mkdir()
     pan("films/reel.mp4")
     assert invoke("colorize", folder, "-o", folder / "colorized", "-q")[0] == 0
-    assert not video_io.probe(folder / "reel.mp4").path.name.startswith(".")
+    code, out, _ = invoke("colorize", folder, "-o", folder / "colorized")
+    assert "0 done, 1 skipped, 0 failed" in out  # the earlier output is not taken for a second input
+    assert not (folder / "colorized" / "colorized").exists()
     from colorgan.files import written_by_colorgan
 
     assert written_by_colorgan(folder / "colorized" / "reel.mp4")
@@ -357,3 +375,39 @@ def test_every_container_gets_its_default_codec_and_every_frame(pan, tmp_path: P
         assert container.streams.video[0].codec_context.name == codec
         frames = [frame.pts for frame in container.decode(video=0)]
     assert len(frames) == 12 and frames == sorted(frames)  # all there, in order
+
+
+def test_without_temporal_steps_a_hint_still_guides_only_its_frame_on(colorizer: Colorizer) -> None:
+    frames = [scene(96, 64, i) for i in range(4)]
+    guided = list(FrameColorizer(colorizer, temporal=False, hints={2: [Hint(x=0.5, y=0.5, color="#d01010")]}).colorize_all(frames))
+    plain = list(FrameColorizer(colorizer, temporal=False).colorize_all(frames))
+    for before in (0, 1):
+        np.testing.assert_array_equal(guided[before], plain[before])  # frames before the hint's are untouched
+    assert not np.array_equal(guided[2], plain[2])
+
+
+def test_an_odd_sized_video_keeps_its_size(tmp_path: Path) -> None:
+    source = tmp_path / "odd.mkv"
+    write_video(source, [scene(97, 65, i) for i in range(6)])
+    code, _, err = invoke("colorize", source, "-o", tmp_path / "out.mkv", "-q")
+    assert code == 0, err
+    frames, _, _ = decode(tmp_path / "out.mkv")
+    assert len(frames) == 6 and frames[0].shape == (65, 97, 3)
+
+
+def test_a_faster_input_than_mpeg_allows_is_thinned_not_stretched(tmp_path: Path) -> None:
+    source = tmp_path / "fast.mkv"
+    with av.open(str(source), "w") as container:  # 1 s at 120 fps
+        stream = container.add_stream("libx264", rate=120)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(120):
+            frame = av.VideoFrame.from_ndarray(np.repeat(scene(96, 64, i)[..., None], 3, axis=2), format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    code, _, err = invoke("colorize", source, "-o", tmp_path / "out.mpg", "-q")
+    assert code == 0, err
+    with av.open(str(tmp_path / "out.mpg")) as container:
+        frames = [frame.time for frame in container.decode(video=0)]
+    assert 55 <= len(frames) <= 61  # MPEG-2's 60 fps at most: every other frame
+    assert frames[-1] - frames[0] < 1.05  # still one second long

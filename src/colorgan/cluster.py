@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import UserError
+from .model_files import resolve_model
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -37,6 +40,8 @@ CLUSTER_EXTRA = "pip install 'colorgan[cluster]'"
 #: Photos per Ray task: big enough that Ray's per-task cost is small beside the colorization,
 #: small enough that a crashed worker's redone share is short.
 PHOTOS_PER_TASK = 16
+#: How often a batch whose worker died is redone before the job fails.
+TASK_RETRIES = 3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,16 +120,28 @@ def colorize_on_ray(job: ColorizeJob, tasks: Sequence[Task], console: Console, o
         else:
             todo.append((index, task))
     if todo:
+        resolve_model(job.model)  # a wrong --model is said here, not by every worker
         _connect(ray, options)
         rows = [{"index": index, "source": str(task.source), "output": str(task.output), "fmt": task.fmt} for index, task in todo]
         ray.data.DataContext.get_current().enable_progress_bars = progress
         if not progress:  # --quiet: Ray Data's own notes too
             logging.getLogger("ray.data").setLevel(logging.ERROR)
-        results = ray.data.from_items(rows).map_batches(
-            _actor_for(job), batch_size=PHOTOS_PER_TASK, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=options.actors), num_cpus=1,
-            num_gpus=options.gpus_per_actor or None,
-        ).take_all()  # Ray Data restarts a killed actor and redoes its unfinished batch (written outputs are skipped)
+        with warnings.catch_warnings():  # Ray 2.60 deprecates the remote arguments, and offers no other way yet
+            warnings.simplefilter("ignore", DeprecationWarning)
+            dataset = ray.data.from_items(rows).map_batches(
+                _actor_for(job), batch_size=PHOTOS_PER_TASK, batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=options.actors), num_cpus=1,
+                num_gpus=options.gpus_per_actor or None,
+                # A killed actor is restarted and its unfinished batch redone (written outputs are skipped),
+                # a few times: a photo that kills every worker it meets must not keep the job alive forever.
+                max_restarts=-1, max_task_retries=TASK_RETRIES,
+            )
+        try:
+            results = dataset.take_all()
+        except Exception as exc:  # noqa: BLE001 - Ray's errors (a worker that cannot start, a batch that kept crashing)
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # Ray colors its messages for terminals
+            first = next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
+            raise UserError(f"the Ray job failed: {first[:300]} (outputs already written stay; run the command again to go on)") from None
         by_index = dict(todo)
         for row in sorted(results, key=lambda r: int(r["index"])):
             task = by_index[int(row["index"])]

@@ -69,7 +69,8 @@ class FrameColorizer:
                 tracked = [] if motion.cut else track_hints(tracked, motion, self.size)
             if frame in self.hints:
                 width, height = photo.image.size
-                tracked += grid_hints(self.hints[frame], width=width, height=height, size=self.size)
+                # a new list: the earlier frames' entries in hint_lists must not change
+                tracked = tracked + grid_hints(self.hints[frame], width=width, height=height, size=self.size)
             motions.append(motion)
             hint_lists.append(tracked)
             previous = grid

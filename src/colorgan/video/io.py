@@ -40,8 +40,13 @@ _CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libvpx", "libsvtav1", "libao
 
 
 class VideoError(PhotoError):
-    """A video that cannot be read or written: ``source`` names it, ``reason`` says why (as for photos,
-    so a folder job reports both alike and goes on)."""
+    """A video that cannot be read: ``source`` names it, ``reason`` says why (as for photos, so a
+    folder job reports both alike and goes on). The input is at fault: retrying cannot help."""
+
+
+class VideoWriteError(PhotoError):
+    """The colorized video could not be encoded or written (a full disk, an encoder's refusal): the
+    input is not at fault, so the finished parts are kept for a rerun."""
 
 
 @dataclass(frozen=True)
@@ -53,9 +58,9 @@ class VideoInfo:
     height: int
     time_base: Fraction
     rate: Fraction | None  # average frame rate, None when the container does not say
+    base_rate: Fraction | None  # the rate whose grid holds every timestamp (FFmpeg's r_frame_rate)
     frames: int  # as the container declares it (0: unknown)
     duration: float | None  # seconds
-    codec: str
     duration_exact: bool = True  # the duration is the video stream's own, not the whole file's
 
     def expected_frames(self) -> int | None:
@@ -68,12 +73,12 @@ class VideoInfo:
 
 
 @contextlib.contextmanager
-def _ffmpeg(source: Path, doing: str) -> Iterator[None]:
-    """FFmpeg's errors while ``doing`` something for the video ``source``, as one :class:`VideoError`."""
+def _writing(source: Path, doing: str) -> Iterator[None]:
+    """FFmpeg's errors while ``doing`` something to write the colorized ``source``, as one :class:`VideoWriteError`."""
     try:
         yield
     except av.FFmpegError as exc:
-        raise VideoError(str(source), f"FFmpeg failed while {doing} ({_reason(exc)})") from None
+        raise VideoWriteError(str(source), f"FFmpeg failed while {doing} ({_reason(exc)})") from None
 
 
 def _reason(exc: Exception) -> str:
@@ -111,8 +116,8 @@ def _info(path: Path, container: av.container.InputContainer) -> VideoInfo:
     if duration is None and container.duration:
         duration, exact = container.duration / av.time_base, False
     return VideoInfo(path=path, width=width, height=height, time_base=stream.time_base or Fraction(1, 90000),
-                     rate=stream.average_rate or stream.guessed_rate, frames=stream.frames, duration=duration,
-                     codec=stream.codec_context.name, duration_exact=exact)
+                     rate=stream.average_rate or stream.guessed_rate, base_rate=stream.base_rate, frames=stream.frames,
+                     duration=duration, duration_exact=exact)
 
 
 def _stream_duration(stream: av.video.stream.VideoStream) -> float | None:
@@ -153,32 +158,56 @@ class Frame:
 
 def read_frames(info: VideoInfo, *, after_pts: int | None = None) -> Iterator[Frame]:
     """The input's frames in presentation order; with ``after_pts``, only those after it (a resumed
-    job seeks to the keyframe before and decodes from there). Corrupt or truncated data is a :class:`VideoError`."""
+    job). Corrupt or truncated data, or timestamps that run backwards, are a :class:`VideoError`."""
     decoded, end = 0, None
-    with open_input(info.path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame and slice threads: decoding keeps up with the model
-        if after_pts is not None:
-            container.seek(after_pts, stream=stream, backward=True, any_frame=False)
-        last_pts = None
-        try:
-            for frame in container.decode(stream):
-                pts = frame.pts if frame.pts is not None else (last_pts + 1 if last_pts is not None else 0)
-                if last_pts is not None and pts <= last_pts:
-                    continue  # a duplicate timestamp: one frame per instant, as players show it
-                last_pts = pts
-                if after_pts is not None and pts <= after_pts:
-                    continue
-                decoded += 1
-                end = float((pts + (frame.duration or 0)) * info.time_base)
-                yield Frame(pixels=frame.to_ndarray(format="gray" if _is_gray(frame) else "rgb24"), pts=pts, duration=int(frame.duration or 0),
-                            rotation=int(frame.rotation or 0), colorspace=int(frame.colorspace))
-        except av.FFmpegError as exc:
-            raise VideoError(str(info.path), f"corrupt video data after {decoded} frames ({_reason(exc)})") from None
+    for frame, pts in _decoded(info, after_pts):
+        decoded += 1
+        end = float((pts + (frame.duration or 0)) * info.time_base)
+        yield Frame(pixels=frame.to_ndarray(format="gray" if _is_gray(frame) else "rgb24"), pts=pts,
+                    duration=int(frame.duration or 0), rotation=int(frame.rotation or 0), colorspace=int(frame.colorspace))
     if after_pts is None and decoded == 0:
         raise VideoError(str(info.path), "holds no decodable frames")
     if problem := _truncation(info, decoded if after_pts is None else info.frames, end):
         raise VideoError(str(info.path), f"truncated or corrupt: {problem}")
+
+
+def _decoded(info: VideoInfo, after_pts: int | None) -> Iterator[tuple[av.VideoFrame, int]]:
+    """(frame, timestamp) after ``after_pts`` (all, if None). A resumed job seeks to the keyframe before
+    it; where the demuxer lands past it (MPEG-TS and MPEG-PS files can), which the first frame
+    shows, the file is decoded from its start instead, so no frame is ever skipped."""
+    if after_pts is not None:
+        with open_input(info.path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            container.seek(after_pts, stream=stream, backward=True, any_frame=False)
+            frames = _timestamped(container, stream, info)
+            first = next(frames, None)
+            if first is not None and first[1] <= after_pts:
+                yield from (item for item in frames if item[1] > after_pts)
+                return
+    with open_input(info.path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame and slice threads: decoding keeps up with the model
+        yield from (item for item in _timestamped(container, stream, info) if after_pts is None or item[1] > after_pts)
+
+
+def _timestamped(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                 info: VideoInfo) -> Iterator[tuple[av.VideoFrame, int]]:
+    """Decoded frames with their timestamps: a repeated timestamp is one frame (as players show it);
+    one that runs backwards is an error (a spliced file the job could not resume in)."""
+    last, count = None, 0
+    try:
+        for frame in container.decode(stream):
+            pts = frame.pts if frame.pts is not None else (last + 1 if last is not None else 0)
+            if last is not None and pts <= last:
+                if pts == last:
+                    continue
+                raise VideoError(str(info.path), f"its timestamps run backwards after {count} frames (a spliced "
+                                                 "or damaged file); remux it first, e.g. with ffmpeg -fflags +genpts")
+            last, count = pts, count + 1
+            yield frame, pts
+    except av.FFmpegError as exc:
+        raise VideoError(str(info.path), f"corrupt video data after {count} frames ({_reason(exc)})") from None
 
 
 # Planar 8-bit YUV formats whose chroma planes tell a gray frame at a glance.
@@ -227,8 +256,9 @@ class Encoding:
         return cls(codec=codec, crf=crf, constant_rate=suffix in _CONSTANT_RATE_SUFFIXES or codec in _CONSTANT_RATE_CODECS)
 
     def rate(self, info: VideoInfo) -> Fraction:
-        """The frame rate of a constant-rate output: the input's average (the nearest MPEG rate for MPEG video)."""
-        rate = Fraction(info.rate or 24).limit_denominator(1001)
+        """The frame rate of a constant-rate output: the one whose grid holds the input's timestamps
+        (the nearest MPEG rate for MPEG video)."""
+        rate = Fraction(info.base_rate or info.rate or 24).limit_denominator(1001)
         if self.codec in _CONSTANT_RATE_CODECS:
             rate = min(_MPEG_RATES, key=lambda r: abs(r - rate))
         return rate
@@ -282,12 +312,13 @@ def _muxer_accepts(muxer: str, add: Callable[[av.container.OutputContainer], obj
 class PartWriter:
     """Encodes colorized frames into one part file (an MP4 file), keeping their timestamps.
 
-    For a constant-rate output each frame goes to the slot of the rate's grid nearest its time, but
-    never before the slot after the previous frame's (``next_slot``, carried from part to part).
+    For a constant-rate output each frame goes to the slot of the rate's grid nearest its time; a
+    frame whose slot is taken (an input faster than the rate, MPEG-2's 60 fps at most) is dropped,
+    so the video never drifts from its audio. ``next_slot`` is carried from part to part.
     """
 
     def __init__(self, path: Path, info: VideoInfo, encoding: Encoding, *, colorspace: int, next_slot: int = 0) -> None:
-        with _ffmpeg(info.path, f"starting the {encoding.codec} encoder"):
+        with _writing(info.path, f"starting the {encoding.codec} encoder"):
             self._open(path, info, encoding, colorspace, next_slot)
 
     def _open(self, path: Path, info: VideoInfo, encoding: Encoding, colorspace: int, next_slot: int) -> None:
@@ -297,7 +328,9 @@ class PartWriter:
         rate = encoding.rate(info) if encoding.constant_rate else info.rate or Fraction(24)
         stream = self._container.add_stream(encoding.codec, rate=rate)
         stream.width, stream.height = info.width, info.height
-        stream.pix_fmt = PIXEL_FORMAT
+        # 4:2:0 needs even sides; an odd-sized video keeps its size in 4:4:4 (for the codecs that have it)
+        self._pixel_format = PIXEL_FORMAT if info.width % 2 == 0 and info.height % 2 == 0 else "yuv444p"
+        stream.pix_fmt = self._pixel_format
         self._time_base = 1 / rate if encoding.constant_rate else info.time_base
         self._input_time_base = info.time_base
         self._constant_rate = encoding.constant_rate
@@ -312,26 +345,31 @@ class PartWriter:
         context.color_range = av.video.reformatter.ColorRange.MPEG
         self._stream = stream
         self.next_slot = next_slot
-        self.frames = 0
+        self.frames = 0  # frames handed to write(), encoded or dropped
+        self.dropped = 0
 
     def write(self, pixels: np.ndarray, pts: int, duration: int) -> None:
+        self.frames += 1
+        slot = round(pts * self._input_time_base / self._time_base) if self._constant_rate else None
+        if slot is not None and slot < self.next_slot:
+            self.dropped += 1
+            return
         frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(
-            format=PIXEL_FORMAT, dst_colorspace=self._colorspace, dst_color_range=av.video.reformatter.ColorRange.MPEG)
-        if self._constant_rate:
-            frame.pts = max(self.next_slot, round(pts * self._input_time_base / self._time_base))
-            self.next_slot = frame.pts + 1
+            format=self._pixel_format, dst_colorspace=self._colorspace, dst_color_range=av.video.reformatter.ColorRange.MPEG)
+        if slot is not None:
+            frame.pts = slot
+            self.next_slot = slot + 1
         else:
             frame.pts = pts
             if duration:
                 frame.duration = duration
         frame.time_base = self._time_base  # the codec's; the muxer may give the stream another one
-        with _ffmpeg(self._source, "encoding"):
+        with _writing(self._source, "encoding"):
             self._container.mux(self._stream.encode(frame))
-        self.frames += 1
 
     def close(self) -> None:
         """Flush the encoder and finish the file."""
-        with _ffmpeg(self._source, "encoding"):
+        with _writing(self._source, "encoding"):
             self._container.mux(self._stream.encode(None))
             self._container.close()
 
@@ -354,7 +392,7 @@ def join(parts: Sequence[Path], info: VideoInfo, target: Path, *, suffix: str, r
 
     A stream the output container cannot hold (say, SubRip subtitles in an MP4) is left out with a warning.
     """
-    with _ffmpeg(info.path, f"writing the {suffix} output"), open_input(info.path) as source, \
+    with _writing(info.path, f"writing the {suffix} output"), open_input(info.path) as source, \
             av.open(str(target), "w", format=MUXERS[suffix]) as out:
         first = av.open(str(parts[0]))
         video = out.add_stream_from_template(first.streams.video[0])

@@ -73,13 +73,13 @@ def colorize_video(colorizer: Colorizer, source: str | Path, output: str | Path,
     encoding = io.Encoding.for_output(settings.codec_for(suffix), settings.crf, suffix)
     io.check_codec(encoding.codec, suffix)
     info = io.probe(source)
+    frames = FrameColorizer(colorizer, size=settings.size, temporal=settings.temporal, strength=settings.strength,
+                            hints=settings.hints_by_frame())  # its checks come before anything is written
     folder = parts_folder(output)
     manifest = _Manifest.open(folder, _fingerprint(colorizer, source, settings, encoding))
     if on_start is not None:
         on_start(info.expected_frames(), manifest.frames)
-    state = manifest.state()
-    frames = FrameColorizer(colorizer, size=settings.size, temporal=settings.temporal, strength=settings.strength,
-                            hints=settings.hints_by_frame(), state=state)
+    frames.state = manifest.state() or frames.state
     resumed = manifest.frames
     try:
         if not manifest.complete:
@@ -88,7 +88,7 @@ def colorize_video(colorizer: Colorizer, source: str | Path, output: str | Path,
             io.join(manifest.part_paths(), info, tmp, suffix=suffix, rotation=manifest.rotation or 0)
     except io.VideoError:
         shutil.rmtree(folder, ignore_errors=True)  # the input is at fault: no run will resume from these parts
-        raise
+        raise  # (a VideoWriteError or an OSError, a full disk say, keeps them for the rerun)
     shutil.rmtree(folder, ignore_errors=True)
     return VideoResult(frames=manifest.frames, resumed_frames=resumed, cuts=frames.cuts)
 
@@ -117,6 +117,7 @@ def _colorize_rest(frames: FrameColorizer, info: io.VideoInfo, manifest: _Manife
     finally:
         stop.set()
         writer_thread.join()
+        reader.join(timeout=5)  # it stops at its next frame; the input file is closed with it
     if writer.error is not None:
         raise writer.error
 
@@ -232,6 +233,8 @@ class _Writer:
             return
         part, self._part = self._part, None
         part.close()
+        if part.dropped:
+            log.warning("%s: %d frames dropped: they fell on a constant-rate output's slots already taken", self.info.path, part.dropped)
         self.manifest.add_part(part.path, first_pts=self._first_pts, last_pts=self._last_pts, frames=part.frames,
                                next_slot=part.next_slot, state=state)
 

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from ..color import rgb_to_lab
-from .temporal import FB_TOLERANCE_PX, FB_TOLERANCE_SHARE, warp
+from .temporal import round_trip_holds, warp
 
 FPS = 24
 
@@ -109,9 +109,7 @@ def warping_error(frames: Sequence[np.ndarray], truth: Sequence[np.ndarray], sho
         gray_next = cv2.cvtColor(truth[t + 1], cv2.COLOR_RGB2GRAY)
         ahead = flow.calc(gray_now, gray_next, None)  # where each pixel of t is in t + 1
         back = flow.calc(gray_next, gray_now, None)
-        back_there = warp(back, ahead)
-        visible = np.sum((ahead + back_there) ** 2, axis=-1) <= (
-            FB_TOLERANCE_SHARE * (np.sum(ahead**2, axis=-1) + np.sum(back_there**2, axis=-1)) + FB_TOLERANCE_PX)
+        visible = round_trip_holds(ahead, back)
         next_here = warp(values(frames[t + 1]), ahead)
         squared = np.sum((values(frames[t]) - next_here) ** 2, axis=-1)
         if visible.any():

@@ -24,6 +24,13 @@ DEFAULT_SEGMENT_SECONDS = 10.0
 DEFAULT_BATCH = 8
 
 
+def check_strength(strength: float) -> float:
+    """The temporal strength, refused outside [0, 1): at 1 a shot would keep its first frame's colors forever."""
+    if not 0.0 <= strength < 1.0:
+        raise UserError(f"--strength must be at least 0 and below 1, got {strength}")
+    return strength
+
+
 @dataclass(frozen=True, kw_only=True)
 class VideoSettings:
     """How videos are colorized and encoded (the video options of ``colorgan colorize``).
@@ -43,8 +50,7 @@ class VideoSettings:
 
     def validate(self) -> None:
         """Refuse options out of range before any video is opened."""
-        if not 0.0 <= self.strength < 1.0:
-            raise UserError(f"--strength must be at least 0 and below 1, got {self.strength}")
+        check_strength(self.strength)
         if not 0 <= self.crf <= 63:
             raise UserError(f"--crf must be between 0 and 63, got {self.crf}")
         if not self.segment_seconds > 0:

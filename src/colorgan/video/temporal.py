@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..errors import UserError
 from ..hints import Hint
-from .settings import DEFAULT_STRENGTH
+from .settings import DEFAULT_STRENGTH, check_strength
 
 # Forward-backward consistency (Sundaram et al. 2010, as Ruder et al. 2016 and Lai et al. 2018 use
 # it): a pixel's flow is trusted when going there and back lands within this many pixels of where
@@ -80,20 +79,14 @@ class Stabilizer:
     """
 
     def __init__(self, *, strength: float = DEFAULT_STRENGTH) -> None:
-        if not 0.0 <= strength < 1.0:
-            raise UserError(f"the temporal strength must be at least 0 and below 1, got {strength}")
-        self.strength = strength
+        self.strength = check_strength(strength)
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
 
     def motion(self, previous: np.ndarray, current: np.ndarray) -> Motion:
         """The flows between two grid lightness images (uint8 (S, S)), where they can be trusted, and whether a cut lies between."""
         backward = self._flow.calc(current, previous, None)
         forward = self._flow.calc(previous, current, None)
-        # Round trip: from t along the backward flow into t - 1, then along the forward flow back.
-        forward_there = warp(forward, backward)
-        round_trip = np.sum((backward + forward_there) ** 2, axis=-1)
-        motion_size = np.sum(backward**2, axis=-1) + np.sum(forward_there**2, axis=-1)
-        consistent = round_trip <= FB_TOLERANCE_SHARE * motion_size + FB_TOLERANCE_PX
+        consistent = round_trip_holds(backward, forward)
         previous_there = warp(previous.astype(np.float32), backward)
         # Grid lightness is stored on 0-255; L* tolerance scaled to it.
         matches = np.abs(previous_there - current.astype(np.float32)) <= LIGHTNESS_TOLERANCE * 2.55
@@ -112,6 +105,15 @@ class Stabilizer:
         carried = np.stack([warp(channel, motion.backward) for channel in previous_ab])
         weight = self.strength * motion.reliable
         return (predicted_ab + weight * (carried - predicted_ab)).astype(np.float32)
+
+
+def round_trip_holds(there: np.ndarray, back: np.ndarray) -> np.ndarray:
+    """Where following ``there`` (from this frame to the other) and then ``back`` (from the other to
+    this one) returns to the start, within tolerance: pixels seen in both frames (Sundaram et al. 2010)."""
+    back_there = warp(back, there)
+    round_trip = np.sum((there + back_there) ** 2, axis=-1)
+    motion_size = np.sum(there**2, axis=-1) + np.sum(back_there**2, axis=-1)
+    return round_trip <= FB_TOLERANCE_SHARE * motion_size + FB_TOLERANCE_PX
 
 
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
