@@ -89,6 +89,19 @@ def decode(path: Path) -> tuple[list[np.ndarray], list[int], av.container.InputC
     return frames, stamps, container
 
 
+def interrupt_after(frames: int) -> Callable[[int], None]:
+    """A progress callback that stops the job as Ctrl+C would, once ``frames`` frames are encoded."""
+    done = 0
+
+    def progress(count: int) -> None:
+        nonlocal done
+        done += count
+        if done >= frames:
+            raise KeyboardInterrupt
+
+    return progress
+
+
 @pytest.fixture(scope="module")
 def colorizer() -> Colorizer:
     return Colorizer.from_pretrained()
@@ -192,16 +205,8 @@ def test_a_killed_job_resumes_and_equals_an_uninterrupted_run(pan, tmp_path: Pat
     colorize_video(colorizer, source, whole, settings=settings)
 
     resumed = tmp_path / f"resumed{source.suffix}"
-    done = 0
-
-    def kill(frames: int) -> None:
-        nonlocal done
-        done += frames
-        if done >= 20:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        colorize_video(colorizer, source, resumed, settings=settings, on_frames=kill)
+        colorize_video(colorizer, source, resumed, settings=settings, on_frames=interrupt_after(20))
     assert not resumed.exists()  # nothing under the final name
     assert json.loads((parts_folder(resumed) / "parts.json").read_text())["parts"]
     result = colorize_video(colorizer, source, resumed, settings=settings)
@@ -217,18 +222,9 @@ def test_a_killed_job_resumes_and_equals_an_uninterrupted_run(pan, tmp_path: Pat
 def test_finished_parts_serve_the_same_job_only(pan, tmp_path: Path, colorizer: Colorizer) -> None:
     source = pan(n=24)
     settings = VideoSettings(segment_seconds=0.1, batch_size=2)  # parts of 3 frames
-    done = 0
-
-    def kill(frames: int) -> None:
-        nonlocal done
-        done += frames
-        if done >= 12:
-            raise KeyboardInterrupt
-
     for out, rerun in ((tmp_path / "a.mp4", settings), (tmp_path / "b.mp4", VideoSettings(segment_seconds=0.1, batch_size=2, temporal=False))):
-        done = 0
         with pytest.raises(KeyboardInterrupt):
-            colorize_video(colorizer, source, out, settings=settings, on_frames=kill)
+            colorize_video(colorizer, source, out, settings=settings, on_frames=interrupt_after(12))
         result = colorize_video(colorizer, source, out, settings=rerun)
         assert (result.resumed_frames > 0) == (rerun == settings)  # the same job resumes; another starts afresh
 
