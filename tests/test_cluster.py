@@ -125,3 +125,18 @@ def test_the_python_form_returns_each_files_outcome(tmp_path: Path) -> None:
     outcomes = colorize_folder_on_ray([source], tmp_path / "out", actors=1, fmt="jpg")
     assert [o.status for o in outcomes] == ["done"] * 3
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p000.jpg", "p001.jpg", "p002.jpg"]
+
+
+def test_storage_uris_are_read_and_written_through_pyarrow(tmp_path: Path) -> None:
+    source = photos(tmp_path / "scans" / "box1", 4)
+    (source / "torn.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    assert invoke("colorize", tmp_path / "scans", "-o", tmp_path / "plain", "-q")[0] == 1
+    code, out, err = invoke("colorize", f"file://{tmp_path / 'scans'}", "-o", f"file://{tmp_path / 'remote'}",
+                            "--engine", "ray", "--report", tmp_path / "report.json")
+    assert code == 1 and "4 done, 0 skipped, 1 failed" in out and "torn.png" in err
+    same_files(tmp_path / "plain" / "box1", tmp_path / "remote" / "box1")  # the same bytes, mirrored alike
+    assert not [p for p in (tmp_path / "remote" / "box1").iterdir() if p.name.startswith(".")]  # no temporaries left
+    code, out, _ = invoke("colorize", f"file://{tmp_path / 'scans'}", "-o", f"file://{tmp_path / 'remote'}", "--engine", "ray")
+    assert "0 done, 4 skipped, 1 failed" in out
+    code, _, err = invoke("colorize", f"file://{tmp_path / 'scans'}", "-o", tmp_path / "local")
+    assert code == 2 and "add it" in err  # URIs need --engine ray

@@ -56,7 +56,8 @@ from .files import (
 from .hints import Hint, HintError, check_hints
 from .infer import Colorizer, ModelOptions
 from .photo import Photo, read_photo
-from .cluster import RayOptions, colorize_on_ray, require_ray
+from .storage import is_uri
+from .cluster import RayOptions, colorize_on_ray, colorize_uris_on_ray, require_ray
 from .video.settings import VideoSettings
 
 SAMPLE = Path(__file__).parent / "assets" / "samples" / "camera.jpg"
@@ -95,7 +96,7 @@ class ColorizeJob(ModelOptions):
     """The options of ``colorgan colorize``; :meth:`run` does the work."""
 
     inputs: Sequence[str]
-    out: Path | None = None
+    out: Path | str | None = None  # a folder or file; a URI (s3://...) with --engine ray
     size: int | None = None
     batch_size: int = 1
     fmt: str | None = None
@@ -129,7 +130,7 @@ class ColorizeJob(ModelOptions):
     def plan(self) -> tuple[list[Task], str | None]:
         """The tasks (input, output, the output's format) and the format all outputs share (None:
         each takes its input's, see :func:`colorgan.files.default_format`); refuses any output that is an input."""
-        out = self.out or DEFAULT_OUT
+        out = Path(self.out) if self.out else DEFAULT_OUT
         found, broken = _find(self.inputs)
         if _names_a_file(out):
             fmt: str | None = _file_format(out, self.fmt)
@@ -155,6 +156,14 @@ class ColorizeJob(ModelOptions):
     def run(self, console: Console, *, progress: bool = True) -> list[Outcome]:
         """Validate, plan, load the model, colorize every task; writes the report if asked."""
         self.validate()
+        if any(is_uri(item) for item in [*self.inputs, str(self.out or "")]):
+            if self.ray is None:
+                raise UserError("storage URIs (s3://, gs://, file://, ...) are read and written by --engine ray; add it")
+            if self.report is not None:
+                _check_writable(self.report)
+            outcomes = colorize_uris_on_ray(self, console, self.ray, progress=progress)
+            self._write_report(outcomes)
+            return outcomes
         tasks, _ = self.plan()
         if self.report is not None:
             _check_writable(self.report)
@@ -172,7 +181,7 @@ class ColorizeJob(ModelOptions):
         size = None if colorizer is None else colorizer.check_size(self.size)
         if self.hints and colorizer is not None:
             self._check_hints(tasks, colorizer)
-        out = self.out or DEFAULT_OUT
+        out = Path(self.out) if self.out else DEFAULT_OUT
         with _output_lock(out.parent if _names_a_file(out) else out):
             removed = _remove_stale_temps([t.output for t in tasks] + ([self.report] if self.report else []))
             if removed:

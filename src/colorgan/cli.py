@@ -194,7 +194,7 @@ def evaluate(
 @app.command()
 def colorize(
     inputs: Annotated[Optional[list[str]], typer.Argument(help="Files, folders (recursive) and globs; none: the bundled sample photo.", show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (mirrors the inputs' subfolders), or a file name for one input.", show_default="colorized")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (mirrors the inputs' subfolders), or a file name for one input; with --engine ray also a storage URI (s3://, gs://, file://).", show_default="colorized")] = None,
     model: ModelOption = None,
     size: Annotated[Optional[int], typer.Option(help="Resolution the model sees (default and usually best: its training size; larger sizes give finer color edges but can over-saturate).")] = None,
     device: DeviceOption = "auto",

@@ -10,7 +10,8 @@ finished outputs are skipped and half-written ones never exist under their names
 outcomes come back to the driver, which prints the error lines and writes the report.
 
 Paths must be visible to every node at the same place (a local disk for a one-machine cluster,
-or a shared file system such as NFS mounted alike everywhere).
+or a shared file system such as NFS mounted alike everywhere), or be storage URIs
+(:mod:`colorgan.storage`), which the workers read and write through pyarrow.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import storage
 from .errors import UserError
 from .model_files import resolve_model
 
@@ -81,15 +83,53 @@ class _ColorizeActor:
         self.console = Console(quiet=True)  # the driver prints the error lines, from the outcomes
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .batch import Task, _Runner
+        from .batch import Task
 
-        tasks = [Task(Path(source), Path(output), fmt=str(fmt))
-                 for source, output, fmt in zip(batch["source"], batch["output"], batch["fmt"], strict=True)]
+        rows = list(zip(batch["source"], batch["output"], batch["fmt"], strict=True))
+        if rows and storage.is_uri(str(rows[0][0])):
+            statuses = self._colorize_uris([(str(s), str(o), str(f)) for s, o, f in rows])
+        else:
+            statuses = [(o.status, o.reason) for o in self._run([Task(Path(s), Path(o), fmt=str(f)) for s, o, f in rows])]
+        return {"index": batch["index"], "status": np.array([status for status, _ in statuses]),
+                "reason": np.array([reason or "" for _, reason in statuses])}
+
+    def _run(self, tasks: list[Task]) -> list[Outcome]:
+        """The folder job's own runner on local tasks."""
+        from .batch import _Runner
+
         runner = _Runner(self.colorizer, self.console, size=self.size, quality=self.job.quality,
                          keep_color=self.job.keep_color)
-        outcomes = runner.run(tasks, overwrite=self.job.overwrite, batch_size=self.job.batch_size, progress=False)
-        return {"index": batch["index"], "status": np.array([o.status for o in outcomes]),
-                "reason": np.array([o.reason or "" for o in outcomes])}
+        return runner.run(tasks, overwrite=self.job.overwrite, batch_size=self.job.batch_size, progress=False)
+
+    def _colorize_uris(self, rows: list[tuple[str, str, str]]) -> list[tuple[str, str | None]]:
+        """Photos in URI-named storage: each copied to a local scratch folder, colorized there by the
+        folder job's runner, and the output uploaded (atomically); outputs that exist are skipped."""
+        import tempfile
+
+        from .batch import Task
+
+        statuses: list[tuple[str, str | None]] = [("skipped", "output exists")] * len(rows)
+        present = [False] * len(rows) if self.job.overwrite else storage.exists([output for _, output, _ in rows])
+        with tempfile.TemporaryDirectory(prefix="colorgan-ray-") as scratch:
+            local: list[tuple[int, Task]] = []
+            for i, (source, output, fmt) in enumerate(rows):
+                if present[i]:
+                    continue
+                here = Path(scratch) / f"{i}{PurePosixPath(source).suffix}"
+                try:
+                    storage.download(source, here)
+                except (OSError, UserError) as exc:
+                    statuses[i] = ("failed", f"cannot read it ({exc})")
+                    continue
+                local.append((i, Task(here, Path(scratch) / f"{i}.out{PurePosixPath(output).suffix}", fmt=fmt)))
+            for (i, task), outcome in zip(local, self._run([task for _, task in local]), strict=True):
+                statuses[i] = (outcome.status, outcome.reason)
+                if outcome.status == "done":
+                    try:
+                        storage.upload(task.output, rows[i][1])
+                    except (OSError, UserError) as exc:
+                        statuses[i] = ("failed", f"cannot write {rows[i][1]} ({exc})")
+        return statuses
 
 
 def _actor_for(job: ColorizeJob) -> type:
@@ -106,50 +146,78 @@ def _actor_for(job: ColorizeJob) -> type:
 def colorize_on_ray(job: ColorizeJob, tasks: Sequence[Task], console: Console, options: RayOptions, *,
                     progress: bool = True) -> list[Outcome]:
     """Colorize the planned ``tasks`` of ``job`` on Ray; their outcomes, in task order."""
-    import ray
-
-    from .batch import _outcome, _say
+    from .batch import _outcome
 
     outcomes: dict[int, Outcome] = {}
-    todo = []
+    rows = []
     for index, task in enumerate(tasks):
         if task.skip is not None:
             outcomes[index] = _outcome(task, "skipped", task.skip)
         elif not job.overwrite and task.output.exists():  # the actors check again: this only spares shipping them
             outcomes[index] = _outcome(task, "skipped", "output exists")
         else:
-            todo.append((index, task))
-    if todo:
-        resolve_model(job.model)  # a wrong --model is said here, not by every worker
-        _connect(ray, options)
-        rows = [{"index": index, "source": str(task.source), "output": str(task.output), "fmt": task.fmt} for index, task in todo]
-        ray.data.DataContext.get_current().enable_progress_bars = progress
-        if not progress:  # --quiet: Ray Data's own notes too
-            logging.getLogger("ray.data").setLevel(logging.ERROR)
-        with warnings.catch_warnings():  # Ray 2.60 deprecates the remote arguments, and offers no other way yet
-            warnings.simplefilter("ignore", DeprecationWarning)
-            dataset = ray.data.from_items(rows).map_batches(
-                _actor_for(job), batch_size=PHOTOS_PER_TASK, batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=options.actors), num_cpus=1,
-                num_gpus=options.gpus_per_actor or None,
-                # A killed actor is restarted and its unfinished batch redone (written outputs are skipped),
-                # a few times: a photo that kills every worker it meets must not keep the job alive forever.
-                max_restarts=-1, max_task_retries=TASK_RETRIES,
-            )
-        try:
-            results = dataset.take_all()
-        except Exception as exc:  # noqa: BLE001 - Ray's errors (a worker that cannot start, a batch that kept crashing)
-            text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # Ray colors its messages for terminals
-            first = next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
-            raise UserError(f"the Ray job failed: {first[:300]} (outputs already written stay; run the command again to go on)") from None
-        by_index = dict(todo)
-        for row in sorted(results, key=lambda r: int(r["index"])):
-            task = by_index[int(row["index"])]
-            reason = str(row["reason"]) or None
-            outcomes[int(row["index"])] = _outcome(task, str(row["status"]), reason)  # type: ignore[arg-type]
-            if row["status"] == "failed":
-                _say(console, f"error: {task.source}: {reason}")
+            rows.append({"index": index, "source": str(task.source), "output": str(task.output), "fmt": task.fmt})
+    outcomes |= _run(job, rows, console, options, progress)
     return [outcomes[index] for index in range(len(tasks))]
+
+
+def colorize_uris_on_ray(job: ColorizeJob, console: Console, options: RayOptions, *, progress: bool = True) -> list[Outcome]:
+    """``job`` with inputs and output named by URIs (``s3://``, ``gs://``, ``file://``, ...; see
+    :mod:`colorgan.storage`): planned by listing the storage, colorized on Ray; outcomes in plan order."""
+    from .batch import Outcome
+
+    if job.out is None or not all(storage.is_uri(item) for item in [*job.inputs, str(job.out)]):
+        raise UserError("with storage URIs (s3://, gs://, file://, ...), every input and -o must be a URI")
+    planned = storage.plan(list(job.inputs), str(job.out), job.fmt)
+    present = [False] * len(planned) if job.overwrite else storage.exists([output for _, output, _ in planned])
+    outcomes = {i: Outcome(source, output, "skipped", "output exists")
+                for i, ((source, output, _), here) in enumerate(zip(planned, present, strict=True)) if here}
+    rows = [{"index": i, "source": source, "output": output, "fmt": fmt}
+            for i, (source, output, fmt) in enumerate(planned) if i not in outcomes]
+    outcomes |= _run(job, rows, console, options, progress)
+    return [outcomes[i] for i in range(len(planned))]
+
+
+def _run(job: ColorizeJob, rows: list[dict[str, Any]], console: Console, options: RayOptions,
+         progress: bool) -> dict[int, Outcome]:
+    """The rows (index, source, output, fmt) colorized by a pool of actors; their outcomes by index,
+    each failure also said as one ``error:`` line."""
+    import ray
+
+    from .batch import Outcome, _say
+
+    if not rows:
+        return {}
+    resolve_model(job.model)  # a wrong --model is said here, not by every worker
+    _connect(ray, options)
+    ray.data.DataContext.get_current().enable_progress_bars = progress
+    if not progress:  # --quiet: Ray Data's own notes too
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+    with warnings.catch_warnings():  # Ray 2.60 deprecates the remote arguments, and offers no other way yet
+        warnings.simplefilter("ignore", DeprecationWarning)
+        dataset = ray.data.from_items(rows).map_batches(
+            _actor_for(job), batch_size=PHOTOS_PER_TASK, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=options.actors), num_cpus=1,
+            num_gpus=options.gpus_per_actor or None,
+            # A killed actor is restarted and its unfinished batch redone (written outputs are skipped),
+            # a few times: a photo that kills every worker it meets must not keep the job alive forever.
+            max_restarts=-1, max_task_retries=TASK_RETRIES,
+        )
+    try:
+        results = dataset.take_all()
+    except Exception as exc:  # noqa: BLE001 - Ray's errors (a worker that cannot start, a batch that kept crashing)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # Ray colors its messages for terminals
+        first = next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
+        raise UserError(f"the Ray job failed: {first[:300]} (outputs already written stay; run the command again to go on)") from None
+    by_index = {row["index"]: row for row in rows}
+    outcomes = {}
+    for result in sorted(results, key=lambda r: int(r["index"])):
+        row = by_index[int(result["index"])]
+        reason = str(result["reason"]) or None
+        outcomes[row["index"]] = Outcome(row["source"], row["output"], str(result["status"]), reason)  # type: ignore[arg-type]
+        if result["status"] == "failed":
+            _say(console, f"error: {row['source']}: {reason}")
+    return outcomes
 
 
 def _connect(ray: Any, options: RayOptions) -> None:
@@ -171,6 +239,7 @@ def colorize_folder_on_ray(inputs: Sequence[str | Path], out: str | Path, *, add
                            gpus_per_actor: float = 0.0, report: str | Path | None = None, progress: bool = False,
                            **options: Any) -> list[Outcome]:
     """The Python form of ``colorgan colorize INPUTS -o OUT --engine ray``: the outcome of every file.
+    INPUTS and OUT are local paths, or all storage URIs (``s3://bucket/scans``, ``file:///data``).
 
     ``options`` are the folder job's (``model``, ``size``, ``fmt``, ``quality``, ``overwrite``,
     ``batch_size``, ...; see :class:`colorgan.batch.ColorizeJob`).
@@ -183,6 +252,6 @@ def colorize_folder_on_ray(inputs: Sequence[str | Path], out: str | Path, *, add
 
     from .batch import ColorizeJob
 
-    job = ColorizeJob(inputs=[str(item) for item in inputs], out=Path(out), report=None if report is None else Path(report),
+    job = ColorizeJob(inputs=[str(item) for item in inputs], out=out, report=None if report is None else Path(report),
                       ray=RayOptions(address=address, actors=actors, gpus_per_actor=gpus_per_actor), **options)
     return job.run(Console(stderr=True), progress=progress)
