@@ -41,7 +41,15 @@ def _uri(scheme: str, path: str) -> str:
 
 def plan(inputs: Sequence[str], out: str, fmt: str | None) -> list[tuple[str, str, str]]:
     """(input URI, output URI, output format) for every image under the ``inputs`` URIs (folders,
-    searched recursively, or single files), mirrored below ``out``."""
+    searched recursively, or single files), mirrored below ``out``. Storage that cannot be listed
+    (no network, no credentials, no such bucket) is a :class:`UserError`."""
+    try:
+        return _plan(inputs, out, fmt)
+    except OSError as exc:
+        raise UserError(f"cannot list {', '.join(inputs)}: {str(exc).splitlines()[0]}") from None
+
+
+def _plan(inputs: Sequence[str], out: str, fmt: str | None) -> list[tuple[str, str, str]]:
     from pyarrow import fs
 
     _, out_root = _file_system(out)
@@ -70,13 +78,16 @@ def plan(inputs: Sequence[str], out: str, fmt: str | None) -> list[tuple[str, st
 
 
 def exists(uris: Sequence[str]) -> list[bool]:
-    """Whether each URI names an existing file."""
+    """Whether each URI names an existing file (storage that cannot be asked is a :class:`UserError`)."""
     from pyarrow import fs
 
     found = []
     for uri in uris:
         file_system, path = _file_system(uri)
-        found.append(file_system.get_file_info(path).type != fs.FileType.NotFound)
+        try:
+            found.append(file_system.get_file_info(path).type != fs.FileType.NotFound)
+        except OSError as exc:
+            raise UserError(f"cannot reach {uri}: {str(exc).splitlines()[0]}") from None
     return found
 
 
