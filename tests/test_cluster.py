@@ -140,3 +140,24 @@ def test_storage_uris_are_read_and_written_through_pyarrow(tmp_path: Path) -> No
     assert "0 done, 4 skipped, 1 failed" in out
     code, _, err = invoke("colorize", f"file://{tmp_path / 'scans'}", "-o", tmp_path / "local")
     assert code == 2 and "add it" in err  # URIs need --engine ray
+
+
+def test_storage_uris_keep_odd_names_mirror_like_the_folder_job_and_never_overwrite_inputs(tmp_path: Path) -> None:
+    scans = tmp_path / "scans"
+    photos(scans / "box #2", 1)
+    (scans / "box #2" / "p000.png").rename(scans / "box #2" / "50% gray.png")
+    photos(scans, 2)
+    Image.open(scans / "p000.png").save(scans / "p000.bmp")  # p000.png and p000.bmp: the same stem
+    code, out, err = invoke("colorize", f"file://{scans}", "-o", f"file://{scans}/color", "--engine", "ray", "-q")
+    assert code == 0, err
+    written = sorted(str(p.relative_to(scans / "color")) for p in (scans / "color").rglob("*") if p.is_file())
+    assert written == ["box #2/50% gray.png", "p000.bmp.png", "p000.png.png", "p001.png"]
+    code, out, _ = invoke("colorize", f"file://{scans}", "-o", f"file://{scans}/color", "--engine", "ray")
+    assert "0 done, 4 skipped" in out and not (scans / "color" / "color").exists()  # outputs are not inputs
+    before = (scans / "p001.png").read_bytes()
+    code, _, err = invoke("colorize", f"file://{scans}", "-o", f"file://{scans}", "--engine", "ray", "--format", "png",
+                          "--overwrite")
+    assert code == 2 and "refusing to write over the input" in err
+    assert (scans / "p001.png").read_bytes() == before
+    code, _, err = invoke("colorize", f"file://{scans}", "-o", f"file://{tmp_path}/one.png", "--engine", "ray")
+    assert code == 2 and "names a folder" in err

@@ -85,10 +85,12 @@ class _ColorizeActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from .batch import Task
 
-        rows = list(zip(batch["source"], batch["output"], batch["fmt"], strict=True))
-        if rows and storage.is_uri(str(rows[0][0])):
-            statuses = self._colorize_uris([(str(s), str(o), str(f)) for s, o, f in rows])
+        if "source_root" in batch:
+            keys = ("source_root", "source_path", "output_root", "output_path", "fmt")
+            statuses = self._colorize_planned([storage.Planned(*(str(v) for v in values))
+                                               for values in zip(*(batch[k] for k in keys), strict=True)])
         else:
+            rows = zip(batch["source"], batch["output"], batch["fmt"], strict=True)
             statuses = [(o.status, o.reason) for o in self._run([Task(Path(s), Path(o), fmt=str(f)) for s, o, f in rows])]
         return {"index": batch["index"], "status": np.array([status for status, _ in statuses]),
                 "reason": np.array([reason or "" for _, reason in statuses])}
@@ -101,34 +103,34 @@ class _ColorizeActor:
                          keep_color=self.job.keep_color)
         return runner.run(tasks, overwrite=self.job.overwrite, batch_size=self.job.batch_size, progress=False)
 
-    def _colorize_uris(self, rows: list[tuple[str, str, str]]) -> list[tuple[str, str | None]]:
+    def _colorize_planned(self, photos: list[storage.Planned]) -> list[tuple[str, str | None]]:
         """Photos in URI-named storage: each copied to a local scratch folder, colorized there by the
         folder job's runner, and the output uploaded (atomically); outputs that exist are skipped."""
         import tempfile
 
         from .batch import Task
 
-        statuses: list[tuple[str, str | None]] = [("skipped", "output exists")] * len(rows)
-        present = [False] * len(rows) if self.job.overwrite else storage.exists([output for _, output, _ in rows])
+        statuses: list[tuple[str, str | None]] = [("skipped", "output exists")] * len(photos)
         with tempfile.TemporaryDirectory(prefix="colorgan-ray-") as scratch:
             local: list[tuple[int, Task]] = []
-            for i, (source, output, fmt) in enumerate(rows):
-                if present[i]:
+            for i, photo in enumerate(photos):
+                if not self.job.overwrite and storage.file_exists(photo.output_root, photo.output_path):
                     continue
-                here = Path(scratch) / f"{i}{PurePosixPath(source).suffix}"
+                here = Path(scratch) / f"{i}{PurePosixPath(photo.source_path).suffix}"
                 try:
-                    storage.download(source, here)
+                    storage.download(photo.source_root, photo.source_path, here)
                 except (OSError, UserError) as exc:
                     statuses[i] = ("failed", f"cannot read it ({exc})")
                     continue
-                local.append((i, Task(here, Path(scratch) / f"{i}.out{PurePosixPath(output).suffix}", fmt=fmt)))
+                local.append((i, Task(here, Path(scratch) / f"{i}.out{PurePosixPath(photo.output_path).suffix}", fmt=photo.fmt)))
             for (i, task), outcome in zip(local, self._run([task for _, task in local]), strict=True):
-                statuses[i] = (outcome.status, outcome.reason)
+                reason = outcome.reason.replace(str(task.source), photos[i].source) if outcome.reason else None
+                statuses[i] = (outcome.status, reason)
                 if outcome.status == "done":
                     try:
-                        storage.upload(task.output, rows[i][1])
+                        storage.upload(task.output, photos[i].output_root, photos[i].output_path)
                     except (OSError, UserError) as exc:
-                        statuses[i] = ("failed", f"cannot write {rows[i][1]} ({exc})")
+                        statuses[i] = ("failed", f"cannot write {photos[i].output} ({exc})")
         return statuses
 
 
@@ -169,11 +171,11 @@ def colorize_uris_on_ray(job: ColorizeJob, console: Console, options: RayOptions
     if job.out is None or not all(storage.is_uri(item) for item in [*job.inputs, str(job.out)]):
         raise UserError("with storage URIs (s3://, gs://, file://, ...), every input and -o must be a URI")
     planned = storage.plan(list(job.inputs), str(job.out), job.fmt)
-    present = [False] * len(planned) if job.overwrite else storage.exists([output for _, output, _ in planned])
-    outcomes = {i: Outcome(source, output, "skipped", "output exists")
-                for i, ((source, output, _), here) in enumerate(zip(planned, present, strict=True)) if here}
-    rows = [{"index": i, "source": source, "output": output, "fmt": fmt}
-            for i, (source, output, fmt) in enumerate(planned) if i not in outcomes]
+    present = set() if job.overwrite else storage.existing(str(job.out))
+    outcomes = {i: Outcome(p.source, p.output, "skipped", "output exists") for i, p in enumerate(planned) if p.output_path in present}
+    rows = [{"index": i, "source": p.source, "output": p.output, "fmt": p.fmt, "source_root": p.source_root,
+             "source_path": p.source_path, "output_root": p.output_root, "output_path": p.output_path}
+            for i, p in enumerate(planned) if i not in outcomes]
     outcomes |= _run(job, rows, console, options, progress)
     return [outcomes[i] for i in range(len(planned))]
 

@@ -1,21 +1,29 @@
 """Photos in storage named by URIs (``s3://``, ``gs://``, ``hdfs://``, ``file://``), through pyarrow's
 file systems: what ``--engine ray`` reads and writes when its folders are not local paths.
 
-The same rules as local folders apply: images are what :func:`colorgan.files.is_image_name` accepts,
-outputs mirror the inputs' relative paths with the folder job's output suffixes, and an output
-appears under its name only when complete (written under a hidden temporary name, then moved;
-an object store's upload is itself all-or-nothing).
+A file is always a pair: the URI the user gave (its scheme, host and options such as
+``?region=...`` kept) and a path inside that file system, so names are never re-parsed as URIs
+(a space, ``#`` or ``%`` in a name stays a name). The folder job's rules apply: images are what
+:func:`colorgan.files.is_image_name` accepts, outputs mirror the inputs' relative paths with the
+folder job's suffixes (stems that collide keep their source extension), no output may be an
+input, and an output appears under its name only when complete (written under a hidden
+temporary name, then moved; removed again if anything fails).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import secrets
 import shutil
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from .errors import UserError
-from .files import default_format, is_image_name, output_suffix
+from .files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, default_format, is_image_name, output_suffix
 
 
 def is_uri(item: str | Path) -> bool:
@@ -23,9 +31,10 @@ def is_uri(item: str | Path) -> bool:
     return "://" in str(item)
 
 
-def _file_system(uri: str):  # noqa: ANN202 - a pyarrow FileSystem, imported lazily
-    """The pyarrow file system of ``uri`` and the path inside it; an unknown scheme or unreachable
-    storage is a :class:`UserError`."""
+@functools.lru_cache(maxsize=64)
+def open_root(uri: str):  # noqa: ANN201 - (pyarrow FileSystem, path), imported lazily
+    """The pyarrow file system of ``uri`` and the path it names, made once per process (for S3 each
+    making costs a region lookup); an unknown scheme or unreachable storage is a :class:`UserError`."""
     import pyarrow
     from pyarrow import fs
 
@@ -35,77 +44,142 @@ def _file_system(uri: str):  # noqa: ANN202 - a pyarrow FileSystem, imported laz
         raise UserError(f"cannot open {uri}: {str(exc).splitlines()[0]}") from None
 
 
-def _uri(scheme: str, path: str) -> str:
-    return f"{scheme}://{path}" if scheme != "file" else f"file://{path}"
+@dataclass(frozen=True)
+class Planned:
+    """One photo of a URI job: where it is and where its output goes, each as (root URI, path inside)."""
+
+    source_root: str
+    source_path: str
+    output_root: str
+    output_path: str
+    fmt: str
+
+    @property
+    def source(self) -> str:
+        return display(self.source_root, self.source_path)
+
+    @property
+    def output(self) -> str:
+        return display(self.output_root, self.output_path)
 
 
-def plan(inputs: Sequence[str], out: str, fmt: str | None) -> list[tuple[str, str, str]]:
-    """(input URI, output URI, output format) for every image under the ``inputs`` URIs (folders,
-    searched recursively, or single files), mirrored below ``out``. Storage that cannot be listed
-    (no network, no credentials, no such bucket) is a :class:`UserError`."""
+def display(root: str, path: str) -> str:
+    """A readable URI for ``path`` inside the storage ``root`` names (for messages and the report)."""
+    base = urlsplit(root)._replace(query="", fragment="").geturl().rstrip("/")
+    root_path = open_root(root)[1].rstrip("/")
+    return base if path == root_path else f"{base}/{path[len(root_path) + 1:] if path.startswith(root_path + '/') else path}"
+
+
+def plan(inputs: Sequence[str], out: str, fmt: str | None) -> list[Planned]:
+    """Every image under the ``inputs`` URIs (folders, searched recursively, or files named directly),
+    once, mirrored below the folder ``out``. Refused: a file-like ``out``, outputs that would be
+    inputs, outputs claimed twice. Storage that cannot be listed is a :class:`UserError`."""
+    if PurePosixPath(urlsplit(out).path).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+        raise UserError(f"-o {out}: with storage URIs, -o names a folder")
     try:
         return _plan(inputs, out, fmt)
     except OSError as exc:
         raise UserError(f"cannot list {', '.join(inputs)}: {str(exc).splitlines()[0]}") from None
 
 
-def _plan(inputs: Sequence[str], out: str, fmt: str | None) -> list[tuple[str, str, str]]:
+def _plan(inputs: Sequence[str], out: str, fmt: str | None) -> list[Planned]:
     from pyarrow import fs
 
-    _, out_root = _file_system(out)
-    planned = []
+    out_fs, out_base = open_root(out)
+    out_base = out_base.rstrip("/")
+    found: dict[tuple[str, str], tuple[str, str, str]] = {}  # (file system kind, path) -> (root URI, base, path)
     for item in inputs:
-        source_fs, root = _file_system(item)
-        scheme = item.split("://", 1)[0]
+        source_fs, root = open_root(item)
         info = source_fs.get_file_info(root)
         if info.type == fs.FileType.NotFound:
             raise UserError(f"no such file or folder: {item}")
         if info.type == fs.FileType.File:
             files, base = [info], str(PurePosixPath(root).parent)
         else:
-            files = source_fs.get_file_info(fs.FileSelector(root, recursive=True))
-            base = root
-        for file in sorted((f for f in files if f.type == fs.FileType.File), key=lambda f: f.path):
-            relative = PurePosixPath(file.path).relative_to(base)
-            if not is_image_name(PurePosixPath(base) / relative, PurePosixPath(base)):  # type: ignore[arg-type]
-                continue
-            own = fmt or default_format(Path(file.path))
-            target = relative.with_suffix(output_suffix(Path(relative.name), own))
-            planned.append((_uri(scheme, file.path), _uri(out.split("://", 1)[0], f"{out_root.rstrip('/')}/{target}"), own))
-    if not planned:
+            base = root.rstrip("/")
+            # -o below this folder: what is there are outputs, not photos (-o equal to it is refused below)
+            inside_out = source_fs.type_name == out_fs.type_name and out_base.startswith(base + "/")
+            files = [f for f in source_fs.get_file_info(fs.FileSelector(base, recursive=True))
+                     if f.type == fs.FileType.File and not (inside_out and f.path.startswith(out_base + "/"))]
+            files = [f for f in files if is_image_name(PurePosixPath(f.path), PurePosixPath(base))]  # type: ignore[arg-type]
+        for file in files:
+            found.setdefault((source_fs.type_name, file.path), (item, base, file.path))
+    if not found:
         raise UserError(f"no images found in {', '.join(inputs)}")
+    planned = [_mirrored(root, base, path, out, out_base, fmt) for root, base, path in sorted(found.values(), key=lambda f: f[2])]
+    claims = Counter(p.output_path for p in planned)
+    planned = [p if claims[p.output_path] == 1 else _keep_extension(p) for p in planned]
+    _refuse_clashes(planned, out_fs.type_name, set(found))
     return planned
 
 
-def exists(uris: Sequence[str]) -> list[bool]:
-    """Whether each URI names an existing file (storage that cannot be asked is a :class:`UserError`)."""
+def _mirrored(root: str, base: str, path: str, out: str, out_base: str, fmt: str | None) -> Planned:
+    relative = PurePosixPath(path).relative_to(base)
+    own = fmt or default_format(Path(path))
+    target = relative.with_name(relative.stem + output_suffix(Path(relative.name), own))
+    return Planned(root, path, out, f"{out_base}/{target}", own)
+
+
+def _keep_extension(planned: Planned) -> Planned:
+    """The folder job's rule for stems that collide (``photo.bmp``, ``photo.gif``): the output keeps
+    the source extension (``photo.bmp.png``)."""
+    output = PurePosixPath(planned.output_path)
+    return Planned(planned.source_root, planned.source_path, planned.output_root,
+                   str(output.with_name(PurePosixPath(planned.source_path).name + output.suffix)), planned.fmt)
+
+
+def _refuse_clashes(planned: Iterable[Planned], out_kind: str, inputs: set[tuple[str, str]]) -> None:
+    planned = list(planned)
+    overwritten = [p.source for p in planned if (out_kind, p.output_path) in inputs]
+    if overwritten:
+        raise UserError(f"refusing to write over the input {overwritten[0]}; choose another -o")
+    claims = Counter(p.output_path for p in planned)
+    shared = [p for p in planned if claims[p.output_path] > 1]
+    if shared:
+        raise UserError(f"{shared[0].output} would be written by {len(shared)} inputs; colorize them into separate folders")
+
+
+def existing(out: str) -> set[str]:
+    """The paths of the files already below the folder ``out`` (one listing, however many outputs)."""
     from pyarrow import fs
 
-    found = []
-    for uri in uris:
-        file_system, path = _file_system(uri)
-        try:
-            found.append(file_system.get_file_info(path).type != fs.FileType.NotFound)
-        except OSError as exc:
-            raise UserError(f"cannot reach {uri}: {str(exc).splitlines()[0]}") from None
-    return found
+    out_fs, base = open_root(out)
+    try:
+        infos = out_fs.get_file_info(fs.FileSelector(base.rstrip("/"), recursive=True, allow_not_found=True))
+    except OSError as exc:
+        raise UserError(f"cannot list {out}: {str(exc).splitlines()[0]}") from None
+    return {info.path for info in infos if info.type == fs.FileType.File}
 
 
-def download(uri: str, path: Path) -> None:
-    """Copy the file at ``uri`` to the local ``path``."""
-    file_system, source = _file_system(uri)
-    with file_system.open_input_stream(source) as stream, open(path, "wb") as local:
-        shutil.copyfileobj(stream, local, 1 << 20)
+def file_exists(root: str, path: str) -> bool:
+    """Whether ``path`` in the storage of ``root`` is a file; False when the storage cannot say
+    (the photo is then simply colorized again)."""
+    from pyarrow import fs
+
+    with contextlib.suppress(OSError):
+        return open_root(root)[0].get_file_info(path).type == fs.FileType.File
+    return False
 
 
-def upload(path: Path, uri: str) -> None:
-    """Copy the local file ``path`` to ``uri``: under a hidden temporary name beside it, then moved
-    into place, so no reader ever sees half of it."""
-    file_system, target = _file_system(uri)
-    folder, name = str(PurePosixPath(target).parent), PurePosixPath(target).name
+def download(root: str, path: str, local: Path) -> None:
+    """Copy ``path`` in the storage of ``root`` to the local file ``local``."""
+    with open_root(root)[0].open_input_stream(path) as stream, open(local, "wb") as copy:
+        shutil.copyfileobj(stream, copy, 1 << 20)
+
+
+def upload(local: Path, root: str, path: str) -> None:
+    """Copy the local file ``local`` to ``path`` in the storage of ``root``: under a hidden
+    temporary name beside it, then moved into place, so no reader ever sees half of it; the
+    temporary is removed if anything fails."""
+    file_system = open_root(root)[0]
+    folder, name = str(PurePosixPath(path).parent), PurePosixPath(path).name
     file_system.create_dir(folder, recursive=True)
     temporary = f"{folder}/.{name}.{secrets.token_hex(4)}.tmp"
-    with open(path, "rb") as local, file_system.open_output_stream(temporary) as stream:
-        shutil.copyfileobj(local, stream, 1 << 20)
-    file_system.move(temporary, target)
-
+    try:
+        with open(local, "rb") as copy, file_system.open_output_stream(temporary) as stream:
+            shutil.copyfileobj(copy, stream, 1 << 20)
+        file_system.move(temporary, path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            file_system.delete_file(temporary)
+        raise
