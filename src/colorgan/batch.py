@@ -213,10 +213,8 @@ class ColorizeJob(ModelOptions):
         """Colorize one video task (a video job of its own, with its own progress bar); its outcome."""
         from .video.job import colorize_video
 
-        if task.skip is not None:
-            return _outcome(task, "skipped", task.skip)
-        if task.output.exists() and not self.overwrite:
-            return _outcome(task, "skipped", "output exists")
+        if (decided := settled(task, overwrite=self.overwrite)) is not None:
+            return decided
         failed = None
         with _FrameProgress(console, task.source.name, enabled=progress) as bar:
             try:
@@ -524,12 +522,10 @@ class _Runner:
         outcomes: dict[int, Outcome] = {}
         todo: list[tuple[int, Task]] = []
         for index, task in enumerate(tasks):
-            if task.skip is not None:
-                outcomes[index] = _outcome(task, "skipped", task.skip)
-            elif overwrite or not task.output.exists():
-                todo.append((index, task))
+            if (decided := settled(task, overwrite=overwrite)) is not None:
+                outcomes[index] = decided
             else:
-                outcomes[index] = _outcome(task, "skipped", "output exists")
+                todo.append((index, task))
         columns = (TextColumn("colorizing"), BarColumn(), MofNCompleteColumn(), _FilesPerSecond(), TimeRemainingColumn())
         with Progress(*columns, console=self.console, disable=not progress or len(todo) < 2) as bar:
             bar_task = bar.add_task("colorize", total=len(todo))
@@ -643,6 +639,16 @@ class _Runner:
         else:
             reason = str(exc) or type(exc).__name__
         return _outcome(task, "failed", reason)
+
+
+def settled(task: Task, *, overwrite: bool) -> Outcome | None:
+    """The outcome of a task known without reading it (a broken link; an output that exists and is
+    kept), else None: the one skip rule of every engine."""
+    if task.skip is not None:
+        return _outcome(task, "skipped", task.skip)
+    if not overwrite and task.output.exists():
+        return _outcome(task, "skipped", "output exists")
+    return None
 
 
 def _outcome(task: Task, status: Status, reason: str | None = None) -> Outcome:

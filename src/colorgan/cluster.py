@@ -148,15 +148,13 @@ def _actor_for(job: ColorizeJob) -> type:
 def colorize_on_ray(job: ColorizeJob, tasks: Sequence[Task], console: Console, options: RayOptions, *,
                     progress: bool = True) -> list[Outcome]:
     """Colorize the planned ``tasks`` of ``job`` on Ray; their outcomes, in task order."""
-    from .batch import _outcome
+    from .batch import settled
 
     outcomes: dict[int, Outcome] = {}
     rows = []
     for index, task in enumerate(tasks):
-        if task.skip is not None:
-            outcomes[index] = _outcome(task, "skipped", task.skip)
-        elif not job.overwrite and task.output.exists():  # the actors check again: this only spares shipping them
-            outcomes[index] = _outcome(task, "skipped", "output exists")
+        if (decided := settled(task, overwrite=job.overwrite)) is not None:  # the actors check again: this spares shipping
+            outcomes[index] = decided
         else:
             rows.append({"index": index, "source": str(task.source), "output": str(task.output), "fmt": task.fmt})
     outcomes |= _run(job, rows, console, options, progress)

@@ -63,12 +63,17 @@ def is_image_name(path: Path, root: Path) -> bool:
     """Whether ``path``, found below the folder ``root``, is named like an image a command should pick up:
     a suffix Pillow can open, neither hidden itself nor inside a hidden folder below ``root``
     (macOS's ``._*.jpg`` resource forks are no images, nor is anything in ``.git``)."""
-    return path.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    return path.suffix.lower() in IMAGE_SUFFIXES and _visible(path, root)
 
 
 def is_video_name(path: Path, root: Path) -> bool:
     """:func:`is_image_name` for videos: a video suffix (:data:`VIDEO_SUFFIXES`), nothing hidden."""
-    return path.suffix.lower() in VIDEO_SUFFIXES and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    return path.suffix.lower() in VIDEO_SUFFIXES and _visible(path, root)
+
+
+def _visible(path: Path, root: Path) -> bool:
+    """Neither ``path`` nor a folder between it and ``root`` is hidden (a name starting with a dot)."""
+    return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def is_image_file(path: Path, root: Path) -> bool:

@@ -81,7 +81,7 @@ class FrameColorizer:
             if self.temporal and motion is not None and carried is not None:
                 ab_one = self.stabilizer.blend(motion, carried, ab_one)
             carried = ab_one
-            out.append(np.asarray(render.recombine(photo, ab_one).convert("RGB")))
+            out.append(np.asarray(render.recombine(photo, ab_one)))  # RGB: frames have no alpha
         self.state = TemporalState(lightness=grids[-1], ab=carried, hints=tracked, frame=self.state.frame + len(photos))
         return out
 

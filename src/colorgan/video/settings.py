@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
-from ..hints import Hint
+
+if TYPE_CHECKING:  # the CLI imports this module at start-up: no NumPy until a job needs it
+    from ..hints import Hint
 
 #: Default weight of the colors carried along the optical flow where it is reliable (the rest is
 #: each frame's own prediction). Chosen on clips made from training photos (docs/RESULTS.md).

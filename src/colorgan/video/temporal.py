@@ -15,6 +15,7 @@ for one frame carry through its shot.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import cv2
@@ -119,17 +120,24 @@ def round_trip_holds(there: np.ndarray, back: np.ndarray) -> np.ndarray:
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """``image`` sampled at each pixel plus its flow (bilinear, edges clamped): the previous frame
     seen from the current one when ``flow`` is the backward flow."""
-    height, width = flow.shape[:2]
-    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    grid_x, grid_y = _grid(*flow.shape[:2])
     return cv2.remap(image, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _inside(flow: np.ndarray) -> np.ndarray:
     """Where following ``flow`` stays on the grid (content that came in from outside has no past)."""
     height, width = flow.shape[:2]
-    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    grid_x, grid_y = _grid(height, width)
     x, y = grid_x + flow[..., 0], grid_y + flow[..., 1]
     return (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's own x and y (made once per grid size: every frame uses them several times)."""
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    grid_x.flags.writeable = grid_y.flags.writeable = False
+    return grid_x, grid_y
 
 
 def histogram_distance(first: np.ndarray, second: np.ndarray) -> float:
