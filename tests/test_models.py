@@ -18,7 +18,7 @@ from colorgan.models import (
     load_pretrained,
     save_pretrained,
 )
-from colorgan.models.resunet import efficientnet_lite0_imagenet
+from colorgan.models.resunet import efficientnet_lite_imagenet
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -53,6 +53,21 @@ def test_patchgan_gives_30x30_logits_for_256_input_and_about_2_77_million_parame
     assert d(torch.zeros(2, 1, 256, 256), torch.zeros(2, 2, 256, 256)).shape == (2, 1, 30, 30)
 
 
+def test_a_spectrally_normalized_patchgan_has_no_batchnorm_and_kernels_of_norm_one():
+    d = PatchGAN(norm="spectral").train()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    for _ in range(20):  # each training forward pass refines the power iteration
+        logits = d(torch.rand(2, 1, 64, 64), torch.rand(2, 2, 64, 64))
+    assert logits.shape == (2, 1, 6, 6)  # the same patches as pix2pix's
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 5
+    for conv in convs:
+        largest = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
+        assert largest.item() == pytest.approx(1.0, abs=0.05)
+    with pytest.raises(UserError, match="unknown discriminator norm"):
+        PatchGAN(norm="instance")
+
+
 @pytest.mark.parametrize("encoder", ["efficientnet_lite0", "resnet18"])
 def test_resunet_maps_l_to_ab_in_tanh_range(encoder):
     g = build_generator("resunet", encoder=encoder).eval()
@@ -69,15 +84,16 @@ def test_unknown_generator_or_encoder_is_a_user_error():
         build_generator("resunet", encoder="resnet999")
 
 
-def test_pretrained_encoder_really_holds_imagenet_weights():
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_pretrained_encoder_really_holds_imagenet_weights(variant):
     """The L-only encoder of the generator, topped with its ImageNet head, sees a cat in a gray cat photo."""
     import timm
 
-    g = build_generator("resunet", encoder="efficientnet_lite0")
+    g = build_generator("resunet", encoder=f"efficientnet_lite{variant}")
     g.load_encoder_weights("imagenet")
-    classifier = timm.create_model("tf_efficientnet_lite0", pretrained=False, in_chans=1).eval()
+    classifier = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, in_chans=1).eval()
     encoder_state = {k.removeprefix("model."): v for k, v in g.encoder.state_dict().items()}
-    head = {k: v for k, v in efficientnet_lite0_imagenet().items() if k.split(".")[0] in ("conv_head", "bn2", "classifier")}
+    head = {k: v for k, v in efficientnet_lite_imagenet(variant).items() if k.split(".")[0] in ("conv_head", "bn2", "classifier")}
     classifier.load_state_dict(encoder_state | head)
 
     rgb = torch.from_numpy(skdata.chelsea()).permute(2, 0, 1).float()[None] / 255

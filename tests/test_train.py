@@ -15,12 +15,15 @@ from safetensors.torch import load_file
 
 from colorgan.errors import UserError
 from colorgan.evaluate import EVAL_SIZE, GRID_HEADER, EvalSettings, evaluate
-from colorgan.losses import LOSS_NAMES, GANLoss
+from colorgan.losses import LOSS_NAMES, GANLoss, PerceptualLoss
 from colorgan.models import PatchGAN, build_generator, load_pretrained, save_pretrained
 from colorgan.train import Nets, TrainConfig, latest_checkpoint, resolve_precision, run_training, train_step
 from colorgan.training import trainer
 from colorgan.training.checkpoint import Checkpointer
 from colorgan.training.trainer import make_accelerator
+
+
+GAN_LOSSES = tuple(name for name in LOSS_NAMES if name != "Loss_G_perceptual")  # what a run without --lambda-perceptual logs
 
 
 def _config(data: Path, out: Path, **kw) -> TrainConfig:
@@ -42,8 +45,9 @@ def test_two_epoch_gan_smoke_run_writes_every_artifact(make_photos, tmp_path, ge
     rows = _rows(run)
     assert [r["epoch"] for r in rows] == ["1", "2"]
     for row in rows:
-        for name in (*LOSS_NAMES, "val_Loss_G_L1", "val_psnr", "val_cf", "val_delta_cf", "val_auc"):
+        for name in (*GAN_LOSSES, "val_Loss_G_L1", "val_psnr", "val_cf", "val_delta_cf", "val_auc"):
             assert math.isfinite(float(row[name])), name
+        assert row["Loss_G_perceptual"] == ""  # not asked for
         assert float(row["Loss_D"]) == pytest.approx((float(row["Loss_D_fake"]) + float(row["Loss_D_real"])) / 2, abs=1e-4)
         assert float(row["Loss_G"]) == pytest.approx(float(row["Loss_G_GAN"]) + float(row["Loss_G_L1"]), abs=1e-3)
         assert row["photos"] == "8"
@@ -155,6 +159,8 @@ def test_yaml_config_holds_the_same_keys_and_flags_override_it(tmp_path):
         (dict(generator="unet", size=128), "multiple of 256"),
         (dict(stage="finetune"), "--stage"),
         (dict(mixed_precision="fp8"), "--mixed-precision"),
+        (dict(lambda_perceptual=-1.0), "--lambda-perceptual"),
+        (dict(d_norm="layer"), "--d-norm"),
         (dict(resume=True), "no checkpoint"),
         (dict(data=Path("/nonexistent/photos")), "not found"),
     ],
@@ -253,6 +259,17 @@ def test_ema_run_publishes_the_weight_average_and_resumes_it_exactly(make_photos
         assert torch.allclose(a.float(), b.float(), atol=1e-5)
 
 
+def test_a_spectral_norm_discriminator_run_resumes_exactly(make_photos, tmp_path):
+    data = make_photos(8)
+    straight = run_training(_config(data, tmp_path / "straight", epochs=2, d_norm="spectral", save_every=0, val=None))
+    run = tmp_path / "run"
+    run_training(_config(data, run, epochs=1, d_norm="spectral", save_every=0, val=None))
+    resumed = run_training(_config(data, run, epochs=2, d_norm="spectral", save_every=0, val=None, resume=True))
+    assert "d_norm: spectral" in (run / "config.yaml").read_text()
+    for a, b in zip(straight.discriminator.state_dict().values(), resumed.discriminator.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)  # the power iteration's vectors included
+
+
 def test_time_budget_stops_at_a_step_with_everything_saved_and_resume_goes_on(make_photos, tmp_path):
     data = make_photos(12)
     run = tmp_path / "run"
@@ -275,6 +292,32 @@ def test_balanced_crops_train_and_record_their_recipe(make_photos, tmp_path):
     saved = (run / "config.yaml").read_text()
     assert "balance: 0.5" in saved and "crop_scale: 0.6" in saved
     assert _rows(run)[0]["photos"] == "6"
+
+
+def test_the_perceptual_loss_compares_features_of_a_frozen_classifier():
+    perceptual = PerceptualLoss(weight=2.0).train()
+    truth = torch.rand(2, 3, 64, 64)
+    assert perceptual(truth, truth).item() == 0.0
+    pred = (truth + 0.1 * torch.randn_like(truth)).clamp(0, 1).requires_grad_(True)
+    one = PerceptualLoss(weight=1.0)(pred, truth)
+    loss = perceptual(pred, truth)
+    assert loss.item() > 0 and loss.item() == pytest.approx(2 * one.item(), rel=1e-5)
+    loss.backward()
+    assert pred.grad.abs().sum() > 0  # it steers the prediction...
+    assert all(p.grad is None for p in perceptual.parameters())  # ...never the classifier
+    assert not perceptual.net.training  # ImageNet's BatchNorm statistics, whatever the caller's mode
+
+
+def test_a_perceptual_run_logs_its_term_in_both_stages(make_photos, tmp_path):
+    data = make_photos(6)
+    for stage in ("pretrain", "gan"):
+        run = tmp_path / stage
+        run_training(_config(data, run, stage=stage, epochs=1, lambda_perceptual=5.0, val=None))
+        row = _rows(run)[0]
+        terms = float(row["Loss_G_L1"]) + float(row["Loss_G_perceptual"]) + (float(row["Loss_G_GAN"]) if stage == "gan" else 0)
+        assert float(row["Loss_G_perceptual"]) > 0
+        assert float(row["Loss_G"]) == pytest.approx(terms, abs=1e-3)
+        assert "lambda_perceptual: 5.0" in (run / "config.yaml").read_text()
 
 
 def test_validation_scores_the_published_model_exactly_as_colorgan_evaluate_does(make_photos, tmp_path, monkeypatch):
@@ -304,7 +347,7 @@ def test_train_step_gives_the_conditioning_to_the_generator_only():
     losses = train_step(l, ab, nets, lambda_l1=100.0, accelerator=accelerator, cond=cond)
     assert seen["generator"] == [[1, 3]]  # L and the hints
     assert seen["discriminator"] == [[1, 2]] * 3  # (L, ab) pairs: fake, real, and fake again for G's loss
-    assert set(losses) == set(LOSS_NAMES)
+    assert set(losses) == set(GAN_LOSSES)
 
 
 def test_hint_training_simulates_hints_and_publishes_a_hint_capable_model(make_photos, tmp_path, monkeypatch):

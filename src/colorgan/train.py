@@ -121,7 +121,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
             log.info("stopped after %g minutes in epoch %d at step %d; --resume continues from here",
                      cfg.max_minutes, state.epoch + 1, state.step_in_epoch)
             break
-        row = state.meters.row(state.epoch, gan=cfg.gan, accelerator=accelerator)
+        row = state.meters.row(state.epoch, accelerator=accelerator)
         # photos that decoding showed unusable were skipped in the loop; the scan's, before it
         row |= {"sat_out": max(0, len(paths) - row["photos"] - row["skipped"]),
                 "gray": row["gray"] + len(scan.gray), "unreadable": row["unreadable"] + len(scan.unreadable),

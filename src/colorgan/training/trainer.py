@@ -23,10 +23,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from .. import __version__
-from .lab import rgb_to_model_space, uint8_to_unit
+from .lab import model_space_to_rgb, rgb_to_model_space, uint8_to_unit
 from ..data import EpochSampler, PhotoDataset, collate, folder_balance_weights
 from ..errors import UserError
-from ..losses import GANLoss, l1_loss
+from ..losses import GANLoss, PerceptualLoss, l1_loss
 from ..models import (
     Generator,
     PatchGAN,
@@ -74,13 +74,15 @@ def make_accelerator(precision: str) -> Accelerator:
 
 @dataclass
 class Nets:
-    """The prepared networks and optimizers of a run (``discriminator`` is None in stage 1)."""
+    """The prepared networks and optimizers of a run (``discriminator`` is None in stage 1;
+    ``perceptual`` is None unless the run weighs a perceptual loss)."""
 
     generator: nn.Module
     opt_g: torch.optim.Optimizer
     discriminator: nn.Module | None = None
     opt_d: torch.optim.Optimizer | None = None
     criterion: GANLoss | None = None
+    perceptual: PerceptualLoss | None = None
 
 
 def to_model_input(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,12 +110,13 @@ def train_step(
     """
     generator, opt_g, discriminator, opt_d, criterion = nets.generator, nets.opt_g, nets.discriminator, nets.opt_d, nets.criterion
     fake = generator(l, cond)
-    if discriminator is None:  # stage 1: the generator alone, L1 only
-        loss_l1 = l1_loss(fake.float(), ab, weight=lambda_l1)
+    if discriminator is None:  # stage 1: the generator alone, L1 (and the perceptual term)
+        reconstruction = _reconstruction_losses(l, fake, ab, nets, lambda_l1=lambda_l1, accelerator=accelerator)
+        loss_g = sum(reconstruction.values())
         opt_g.zero_grad(set_to_none=True)
-        accelerator.backward(loss_l1)
+        accelerator.backward(loss_g)
         opt_g.step()
-        return {"Loss_G_L1": loss_l1.item(), "Loss_G": loss_l1.item()}
+        return {k: v.item() for k, v in reconstruction.items()} | {"Loss_G": loss_g.item()}
 
     # Discriminator: real and fake pairs in separate forward passes (separate BatchNorm
     # statistics, as pix2pix does), loss = mean of the two terms.
@@ -133,15 +136,26 @@ def train_step(
     opt_g.zero_grad(set_to_none=True)
     with accelerator.autocast():
         loss_g_gan = criterion(disc_plain(l, fake).float(), real=True)
-    loss_g_l1 = l1_loss(fake.float(), ab, weight=lambda_l1)
-    loss_g = loss_g_gan + loss_g_l1
+    reconstruction = _reconstruction_losses(l, fake, ab, nets, lambda_l1=lambda_l1, accelerator=accelerator)
+    loss_g = loss_g_gan + sum(reconstruction.values())
     accelerator.backward(loss_g)
     opt_g.step()
     d_fake, d_real = loss_d_fake.item(), loss_d_real.item()
     return {
         "Loss_D_fake": d_fake, "Loss_D_real": d_real, "Loss_D": 0.5 * (d_fake + d_real),
-        "Loss_G_GAN": loss_g_gan.item(), "Loss_G_L1": loss_g_l1.item(), "Loss_G": loss_g.item(),
+        "Loss_G_GAN": loss_g_gan.item(), **{k: v.item() for k, v in reconstruction.items()}, "Loss_G": loss_g.item(),
     }
+
+
+def _reconstruction_losses(
+    l: torch.Tensor, fake: torch.Tensor, ab: torch.Tensor, nets: Nets, *, lambda_l1: float, accelerator: Accelerator,
+) -> dict[str, torch.Tensor]:
+    """The generator's terms that compare with the truth: L1 on ab, and the perceptual loss on sRGB if the run has one."""
+    losses = {"Loss_G_L1": l1_loss(fake.float(), ab, weight=lambda_l1)}
+    if nets.perceptual is not None:
+        with accelerator.autocast():
+            losses["Loss_G_perceptual"] = nets.perceptual(model_space_to_rgb(l, fake), model_space_to_rgb(l, ab))
+    return losses
 
 
 def photo_loader(cfg: TrainConfig, paths: list[Path]) -> tuple[DataLoader, EpochSampler]:
@@ -178,7 +192,7 @@ class Trainer:
         self.encoder_origin = _init_generator(generator, cfg)
         if cfg.freeze_base:  # a hint adapter: the model stays exactly --init-from, BatchNorm statistics included
             _freeze_all_but_hint_paths(generator)
-        discriminator = PatchGAN().to(memory_format=torch.channels_last) if cfg.gan else None
+        discriminator = PatchGAN(norm=cfg.d_norm).to(memory_format=torch.channels_last) if cfg.gan else None
         generator.to(memory_format=torch.channels_last)
         opt_g = torch.optim.Adam(_param_groups(generator, cfg), lr=cfg.learning_rate, betas=cfg.betas)
         if discriminator is None:
@@ -187,6 +201,8 @@ class Trainer:
             opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.learning_rate, betas=cfg.betas)
             generator, discriminator, opt_g, opt_d = accelerator.prepare(generator, discriminator, opt_g, opt_d)
             self.nets = Nets(generator, opt_g, discriminator, opt_d, GANLoss(mode=cfg.gan_mode))
+        if cfg.lambda_perceptual:
+            self.nets.perceptual = PerceptualLoss(weight=cfg.lambda_perceptual).to(accelerator.device, memory_format=torch.channels_last)
         # the plain modules (no DDP wrapper): what checkpoints hold and the weight average follows
         self.generator: Generator = accelerator.unwrap_model(self.nets.generator)
         self.discriminator: nn.Module | None = None if discriminator is None else accelerator.unwrap_model(discriminator)
