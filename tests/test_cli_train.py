@@ -3,7 +3,6 @@
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -33,7 +32,7 @@ def test_train_command_runs_a_config_file_with_flag_overrides(make_photos, tmp_p
         (["--data", "{photos}", "--resume"], "no checkpoint"),
         (["--config", "{bad_yaml}"], "cannot read config"),
         (["--config", "{missing}"], "cannot read config"),
-        (["--data", "{photos}", "--init-from", "{missing}"], "no model weights"),
+        (["--data", "{photos}", "--init-from", "{missing}"], "no model file"),
         (["--data", "{photos}", "--balance", "2"], "--balance must be between 0 and 1"),
         (["--data", "{photos}", "--crop-scale", "0"], "--crop-scale must be in (0, 1]"),
         (["--data", "{photos}", "--ema", "1.5"], "--ema must be a decay"),
@@ -89,58 +88,6 @@ def test_resume_refuses_flags_that_would_change_the_run(make_photos, tmp_path, f
     assert "--resume cannot change" in str(result.exception) and flag in str(result.exception)
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-# The command a README section's prose flags belong to (sections not listed document no one command's flags).
-SECTION_COMMANDS = {"Colorize photos and film": "colorize", "Train a colorizer": "train", "Measure quality": "evaluate",
-                    "Web app and HTTP API": "serve"}
-FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
-
-
-def _readme_flags() -> set[tuple[str, str]]:
-    """(command, --flag) for every flag the README names: in ```bash lines after ``colorgan COMMAND``, and in inline
-    code spans (that start with ``colorgan COMMAND``, or with a flag, in a section about one command)."""
-    found: set[tuple[str, str]] = set()
-    section, in_bash, pending = None, False, ""
-    for line in README.read_text().splitlines():
-        if line.startswith("```"):
-            in_bash, pending = line.strip() in ("```bash", "```sh", "```console"), ""
-            continue
-        if in_bash:
-            pending += " " + line.rstrip("\\")
-            if line.endswith("\\"):
-                continue
-            command, pending = re.search(r"\bcolorgan\s+(export\s+onnx|[a-z]+)(.*)", pending.split("#")[0]), ""
-            if command:
-                found |= {(command[1].replace("export ", "export-"), f) for f in FLAG.findall(command[2])}
-            continue
-        if line.startswith("## "):
-            section = SECTION_COMMANDS.get(line[3:].strip())
-        for span in re.findall(r"`([^`]+)`", line):
-            command = re.match(r"colorgan\s+(export\s+onnx|[a-z]+)(.*)", span)
-            if command:
-                found |= {(command[1].replace("export ", "export-"), f) for f in FLAG.findall(command[2])}
-            elif section and span.startswith("--"):
-                found |= {(section, f) for f in FLAG.findall(span)}
-    return found
-
-
-def _accepted(command: str) -> set[str]:
-    import typer
-
-    from colorgan.cli import app
-
-    group = typer.main.get_command(app)
-    cmd = group.commands["export"].commands["onnx"] if command == "export-onnx" else group.commands[command]
-    return {opt for param in cmd.params for opt in (*param.opts, *param.secondary_opts)} | {"--help"}
-
-
-def test_every_flag_the_readme_names_is_accepted_by_its_command():
-    flags = _readme_flags()
-    assert ("train", "--save-every") in flags and ("colorize", "--keep-color") in flags  # the parser finds both kinds
-    missing = sorted(f"colorgan {cmd.replace('-', ' ')} {flag}" for cmd, flag in flags if flag not in _accepted(cmd))
-    assert not missing, f"the README documents options that do not exist: {missing}"
-
-
 def test_version_prints_the_package_version():
     from colorgan import __version__
 
@@ -175,3 +122,14 @@ def test_train_help_shows_the_defaults_of_train_config():
     for option, shown in [("--size", "256"), ("--epochs", "20"), ("--batch-size", "16"), ("--save-every", "500"),
                           ("--stage", "gan"), ("--lr", "1e-4 pretrain, 2e-4 gan"), ("--out", "runs/colorgan")]:
         assert re.search(re.escape(option) + r" .*?\[default: \(?" + re.escape(shown), help_text), option
+
+
+def test_init_from_takes_a_bundled_model_by_name_and_a_mismatch_says_what_to_add(make_photos, tmp_path, cli):
+    data = make_photos(4)
+    common = ["--data", str(data), "--size", "32", "--epochs", "1", "--batch-size", "2", "--workers", "0", "--stage", "pretrain",
+              "--val-limit", "1", "-q"]
+    code, _, err = cli("train", "--init-from", "default", *common, "--out", tmp_path / "plain")
+    assert code == 2 and err.count("\n") == 1 and "add --hints" in err
+    code, _, err = cli("train", "--init-from", "default", "--hints", *common, "--out", tmp_path / "hints")
+    assert code == 0, err
+    assert (tmp_path / "hints" / "model.safetensors").is_file()

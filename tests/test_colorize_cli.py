@@ -205,15 +205,24 @@ def test_inputs_that_name_nothing_are_rejected(tmp_path: Path, tiny_model: Path,
     assert code == 2 and message in err
 
 
-def test_keep_color_leaves_colored_photos_alone_and_reports_them(gray, color_wheel, tmp_path: Path, tiny_model: Path) -> None:
+def test_keep_color_leaves_colored_photos_alone_and_reports_the_rule_for_each(gray, gray_gradient, color_wheel, tmp_path: Path,
+                                                                              tiny_model: Path) -> None:
     gray(tmp_path / "in" / "bw.png")
     Image.fromarray(color_wheel()).save(tmp_path / "in" / "color.png")
+    lawn = np.array([60, 140, 50]) + np.sin(np.arange(96) / 3.0)[None, :, None] * 12 + np.zeros((64, 1, 1))
+    lawn[20:44, 30:60] = 125  # a gray ball on a green lawn: one hue, and still a color photo
+    Image.fromarray(lawn.astype(np.uint8)).save(tmp_path / "in" / "lawn.png")
+    sepia = (gray_gradient(96, 64)[..., None] * np.array([1.0, 0.85, 0.62]) + np.array([0, 4, 10])).clip(0, 255)
+    Image.fromarray(sepia.astype(np.uint8)).save(tmp_path / "in" / "sepia.jpg")
     report = tmp_path / "r.json"
     code, out, _ = invoke("colorize", tmp_path / "in", "-o", tmp_path / "out", "--keep-color", "--report", report, "--model", tiny_model)
-    assert code == 0 and "1 done, 1 skipped" in out
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["bw.png"]
-    skipped = [f for f in json.loads(report.read_text())["files"] if f["status"] == "skipped"]
-    assert [(Path(f["source"]).name, f["reason"]) for f in skipped] == [("color.png", "already in color (--keep-color)")]
+    assert code == 0 and "2 done, 2 skipped" in out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["bw.png", "sepia.jpg"]
+    reasons = {Path(f["source"]).name: (f["status"], f["reason"]) for f in json.loads(report.read_text())["files"]}
+    assert reasons == {"bw.png": ("done", "a gray photo: colorized"),
+                       "sepia.jpg": ("done", "a toned photo (one hue, as a sepia print): colorized"),
+                       "color.png": ("skipped", "already in color (--keep-color)"),
+                       "lawn.png": ("skipped", "already in color (--keep-color)")}
 
 
 def test_without_input_the_bundled_sample_is_colorized(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -233,7 +242,7 @@ def test_a_failed_write_leaves_no_partial_output(photos: Path, tmp_path: Path, t
 
     monkeypatch.setattr(Image.Image, "save", disk_full)
     code, _, err = invoke("colorize", photos / "a.jpg", "-o", tmp_path / "out", "--model", tiny_model)
-    assert code == 1 and "No space left on device" in err
+    assert code == 2 and "No space left on device" in err  # a full disk stops the job
     assert list((tmp_path / "out").iterdir()) == []
 
 

@@ -97,7 +97,7 @@ def test_unreadable_and_gray_files_are_skipped_and_counted(make_photos, bad_file
     bad_file("empty", data / "sub")
     report = evaluate.evaluate(EvalSettings(data=data, baseline="gray")).report
     assert report["n"] == 3
-    assert report["skipped"] == {"unreadable": 2, "grayscale": 2}
+    assert report["skipped"] == {"unreadable": 2, "grayscale": 2, "small": 0}
 
 
 def test_a_folder_without_color_photos_is_a_user_error(bad_file, tmp_path) -> None:
@@ -117,7 +117,7 @@ def test_evaluate_command_writes_report_csv_and_grid_and_prints_the_table(make_p
                                  "--per-image", str(per_image), "--save-grid", str(grid), "--batch-size", "4"])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert set(report["metrics"]) == {"psnr", "ssim", "cf_pred", "cf_true", "delta_cf", "auc", "spurious"}
+    assert set(report["metrics"]) == {"psnr", "ssim", "cf_pred", "cf_true", "delta_cf", "auc", "spurious", "blotched", "edge_ab"}
     assert all(math.isfinite(v) for v in report["metrics"].values())
     assert report["n"] == 6 and report["model"] == str(tiny_model)
     assert report["settings"]["eval_size"] == 256 and report["settings"]["fid"] is False
@@ -130,7 +130,7 @@ def test_evaluate_command_writes_report_csv_and_grid_and_prints_the_table(make_p
     assert image.size == (3 * 256, evaluate.GRID_HEADER + 4 * 256)  # labels, then gray | prediction | truth, four photos
     header = np.asarray(image.convert("L"))[: evaluate.GRID_HEADER]
     assert all((header[:, c * 256 : (c + 1) * 256] < 128).any() for c in range(3))  # each column is labeled
-    assert "| model | n | PSNR ↑ | SSIM ↑ | CF ↑ | ΔCF ↓ | AuC ↑ | spurious % ↓ | FID ↓ |" in result.stdout
+    assert "| model | n | PSNR ↑ | SSIM ↑ | CF ↑ | ΔCF ↓ | AuC ↑ | spurious % ↓ | blotched % ↓ | edge Δab ↓ | FID ↓ |" in result.stdout
     assert f"{report['metrics']['auc']:.2f}" in result.stdout
     # one summary per top-level folder (photos directly in the data folder form ".")
     folders = report["folders"]
@@ -156,14 +156,14 @@ def test_a_per_image_csv_that_fails_midway_leaves_the_previous_one_whole(tmp_pat
 def test_markdown_table_shows_the_report_numbers() -> None:
     report = {
         "model": "m", "n": 7, "metrics": {"psnr": 23.456, "ssim": 0.91234, "cf_pred": 30.1, "cf_true": 35.2, "delta_cf": 5.1,
-                                          "auc": 91.234, "spurious": 0.4567, "fid": 12.345},
+                                          "auc": 91.234, "spurious": 0.4567, "blotched": 14.2857, "edge_ab": 9.876, "fid": 12.345},
         "folders": {"faces": {"n": 3, "psnr": 21.0, "ssim": 0.9, "cf_pred": 30.0, "cf_true": 31.0, "delta_cf": 1.0,
-                              "auc": 88.0, "spurious": 0.25}},
+                              "auc": 88.0, "spurious": 0.25, "blotched": 0.0}},
         "settings": {"eval_size": 256}, "skipped": {"unreadable": 1, "grayscale": 2}, "psnr_cap_db": 100.0, "psnr_capped": 0,
     }
     table = markdown_table(report)
-    assert "| m | 7 | 23.46 | 0.9123 | 30.10 | 5.10 | 91.23 | 0.457 | 12.35 |" in table
-    assert "|   faces/ | 3 | 21.00 | 0.9000 | 30.00 | 1.00 | 88.00 | 0.250 | – |" in table
+    assert "| m | 7 | 23.46 | 0.9123 | 30.10 | 5.10 | 91.23 | 0.457 | 14.29 | 9.88 | 12.35 |" in table
+    assert "|   faces/ | 3 | 21.00 | 0.9000 | 30.00 | 1.00 | 88.00 | 0.250 | 0.00 | – | – |" in table
     assert "CF of the ground truth: 35.20" in table and "1 unreadable, 2 grayscale" in table
 
 

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from colorgan import Colorizer, infer
-from colorgan.color import is_gray, lab_to_srgb8, looks_colored, rgb_to_lab
+from colorgan.color import color_kind, is_gray, lab_to_srgb8, rgb_to_lab
 from colorgan.errors import PhotoError, PhotoTooLarge, UserError
 from colorgan import model_files
 from colorgan.models import build_generator, save_pretrained
@@ -278,24 +278,41 @@ def test_one_gpu_of_several_is_named_cuda_n(monkeypatch) -> None:
 # --- color detection (--keep-color) -------------------------------------------------------
 
 
-def test_only_genuinely_colored_photos_look_colored(gray_gradient, color_wheel, tmp_path: Path) -> None:
+def test_only_genuinely_colored_photos_are_color(gray_gradient, color_wheel, tmp_path: Path) -> None:
     gray = gray_gradient(96, 64)
     sepia = (gray[..., None] * np.array([1.0, 0.85, 0.62]) + np.array([0, 4, 10])).clip(0, 255).astype(np.uint8)
     Image.fromarray(gray).convert("RGB").save(tmp_path / "gray_as_rgb.jpg", quality=75)
-    assert read_photo(color_wheel()).looks_colored()
-    assert not read_photo(gray).looks_colored()
-    assert not read_photo(sepia).looks_colored()
-    assert not read_photo(tmp_path / "gray_as_rgb.jpg").looks_colored()
+    Image.fromarray(sepia).save(tmp_path / "sepia.jpg", quality=75)
+    assert read_photo(color_wheel()).color_kind() == "color"
+    assert read_photo(gray).color_kind() == "gray"
+    assert read_photo(sepia).color_kind() == "toned"
+    assert read_photo(tmp_path / "sepia.jpg").color_kind() == "toned"  # JPEG's chroma noise is averaged away
+    assert read_photo(tmp_path / "gray_as_rgb.jpg").color_kind() == "gray"
+
+
+def test_a_photo_dominated_by_one_hue_is_still_a_color_photo(gray_gradient) -> None:
+    """A green lawn with a white ball, a blue toy on a white table: one hue, beside neutral pixels
+    of the same lightness, which no toned print has."""
+    yy, xx = np.mgrid[0:96, 0:128]
+    lawn = (np.array([60, 140, 50]) + np.sin(xx / 3.0)[..., None] * 12).astype(np.uint8)
+    ball = (yy - 40) ** 2 + (xx - 70) ** 2 < 20**2
+    lawn[ball] = 125  # a gray ball about as light as the grass
+    assert color_kind(lawn) == "color"
+    toy = np.full((96, 128, 3), 200, np.uint8)
+    toy[20:70, 30:90] = (70, 90, 200)
+    toy[30:60, 40:80] = (95, 95, 95)  # its gray buttons, as light as its blue
+    assert color_kind(toy) == "color"
 
 
 def test_a_toned_photo_is_neither_gray_nor_colored(gray_gradient, color_wheel) -> None:
-    """is_gray: no color at all (training, evaluation); looks_colored: genuine color (--keep-color)."""
+    """is_gray: no color at all (training, evaluation); color_kind: what --keep-color decides on."""
     gray = gray_gradient(96, 64)
     sepia = (gray[..., None] * np.array([1.0, 0.85, 0.62]) + np.array([0, 4, 10])).clip(0, 255).astype(np.uint8)
     as_rgb = np.repeat(gray[..., None], 3, axis=-1)
-    assert is_gray(gray) and is_gray(as_rgb) and not looks_colored(as_rgb)
-    assert not is_gray(sepia) and not looks_colored(sepia)
-    assert not is_gray(color_wheel()) and looks_colored(color_wheel())
+    assert is_gray(gray) and is_gray(as_rgb) and color_kind(as_rgb) == "gray"
+    assert not is_gray(sepia) and color_kind(sepia) == "toned"
+    assert not is_gray(color_wheel()) and color_kind(color_wheel()) == "color"
+
 
 
 # --- bad input ---------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def test_evaluate_scores_without_pytorch_and_fid_asks_for_the_extra(make_photos,
     assert (tmp_path / "report.json").is_file()
     run = colorgan_without_torch("evaluate", "--data", str(data), "--fid", cwd=tmp_path)
     assert run.returncode == 2
-    assert run.stderr.strip().splitlines() == ["error: --fid needs the eval extra (PyTorch and the Inception network): pip install 'colorgan[eval]'"]
+    assert run.stderr.strip().splitlines() == ["error: --fid needs PyTorch and the Inception network, which this install lacks: pip install 'colorgan[eval]'"]
 
 
 @pytest.mark.parametrize("args", [
@@ -101,3 +101,16 @@ def test_the_ray_engine_without_the_cluster_extra_says_what_to_install_in_one_li
                          cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == ["error: --engine ray needs Ray, which this install lacks: pip install 'colorgan[cluster]'"]
+
+
+def test_save_pretrained_copies_the_bundled_model_without_pytorch(tmp_path: Path) -> None:
+    script = WITHOUT_TORCH + """
+from colorgan import Colorizer
+bundled = Colorizer.from_pretrained()
+saved = bundled.save_pretrained("copy")
+print(saved.name, Colorizer.from_pretrained("copy").meta == bundled.meta)
+"""
+    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["model.safetensors", "True"]
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["model.json", "model.onnx", "model.safetensors"]

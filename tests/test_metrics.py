@@ -122,7 +122,7 @@ def test_colorfulness_of_a_two_pixel_image_computed_by_hand() -> None:
 
 def test_delta_cf_is_the_difference_of_the_set_means_not_the_mean_difference() -> None:
     per_image = {"psnr": [20.0, 30.0], "ssim": [0.5, 0.7], "cf_pred": [10.0, 30.0], "cf_true": [30.0, 10.0], "auc": [90.0, 94.0],
-                 "spurious": [0.0, 1.0]}
+                 "spurious": [0.0, 1.0], "edge_ab": [3.0, 5.0]}
     summary = summarize(per_image)
     assert summary["delta_cf"] == 0.0
     assert summary["psnr"] == 25.0 and summary["cf_pred"] == 20.0 and summary["auc"] == 92.0
@@ -227,7 +227,8 @@ def test_score_batch_rejects_anything_but_uint8_batches_of_rgb() -> None:
 
 def test_summarize_rejects_missing_or_uneven_scores() -> None:
     with pytest.raises(ValueError):
-        summarize({"psnr": [1.0], "ssim": [1.0, 2.0], "cf_pred": [1.0], "cf_true": [1.0], "auc": [1.0], "spurious": [0.0]})
+        summarize({"psnr": [1.0], "ssim": [1.0, 2.0], "cf_pred": [1.0], "cf_true": [1.0], "auc": [1.0], "spurious": [0.0],
+                   "edge_ab": [1.0]})
 
 
 # --- FID --------------------------------------------------------------------------------
@@ -340,3 +341,44 @@ def test_inception_features_recognize_content_and_fid_has_its_reference_value(in
     stats_color.update(color)
     stats_gray.update(gray)
     assert frechet_distance(*stats_color.mean_cov(), *stats_gray.mean_cov()) == pytest.approx(96.483, rel=1e-3)
+
+
+def _two_halves(ab_left: tuple[float, float], ab_right: tuple[float, float], *, bleed: int = 0,
+                size: tuple[int, int] = (40, 64)) -> np.ndarray:
+    """A (1, H, W, 3) photo: dark left half, light right half, with these a*b*; ``bleed`` columns
+    of the light side next to the edge take the left side's color."""
+    h, w = size
+    l = np.where(np.arange(w) < w // 2, 35.0, 70.0)[None].repeat(h, 0)
+    ab = np.zeros((2, h, w), np.float32)
+    ab[:, :, : w // 2 + bleed] = np.array(ab_left, np.float32)[:, None, None]
+    ab[:, :, w // 2 + bleed :] = np.array(ab_right, np.float32)[:, None, None]
+    return lab_to_srgb8(l, ab)[None]
+
+
+def test_the_edge_measure_counts_color_that_bleeds_past_an_edge():
+    truth = _two_halves((40, 30), (0, 0))
+    assert metrics.edge_ab_error(truth, truth)[0] == pytest.approx(0, abs=1.0)
+    one = metrics.edge_ab_error(_two_halves((40, 30), (0, 0), bleed=1), truth)[0]
+    three = metrics.edge_ab_error(_two_halves((40, 30), (0, 0), bleed=3), truth)[0]
+    assert 3 < one < three  # the wider the bleed, the larger the error in the band
+    far = _two_halves((40, 30), (0, 0))
+    far[0, :, :8] = _two_halves((0, 0), (0, 0))[0, :, :8]  # a wrong color far from any edge
+    assert metrics.edge_ab_error(far, truth)[0] == pytest.approx(0, abs=1.0)
+
+
+def test_a_photo_without_strong_edges_is_left_out_of_the_edge_mean():
+    flat = np.full((1, 32, 32, 3), 128, np.uint8)
+    assert math.isnan(metrics.edge_ab_error(flat, flat)[0])
+    edged = _two_halves((40, 30), (0, 0), size=(32, 32))
+    scores = score_batch(np.concatenate([flat, _two_halves((40, 30), (0, 0), bleed=2, size=(32, 32))]),
+                         np.concatenate([flat, edged]))
+    summary = summarize(scores)
+    assert summary["edge_ab"] == pytest.approx(scores["edge_ab"][1])
+    assert "edge_ab" not in summarize(score_batch(flat, flat))
+
+
+def test_the_blotched_rate_is_the_share_of_photos_over_five_percent_spurious():
+    base = {k: np.zeros(4) for k in metrics.METRIC_KEYS}
+    scores = base | {"spurious": np.array([0.0, 4.9, 5.1, 30.0])}
+    assert summarize(scores)["blotched"] == pytest.approx(50.0)
+    assert summarize(base)["blotched"] == 0.0

@@ -173,7 +173,7 @@ def test_missing_or_corrupt_artifact_files_are_clear_errors(tmp_path):
     with pytest.raises(UserError, match="model.json"):
         load_pretrained(tmp_path)
     (tmp_path / "model.json").write_text("{")
-    with pytest.raises(UserError, match="cannot read"):
+    with pytest.raises(UserError, match="is not valid JSON"):
         load_pretrained(tmp_path)
     save_pretrained(build_generator("unet", base_channels=8, num_downs=5), tmp_path / "good", size=32)
     (tmp_path / "model.json").write_text((tmp_path / "good" / "model.json").read_text())  # valid description,

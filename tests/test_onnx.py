@@ -52,8 +52,8 @@ def test_exported_file_describes_itself(resunet: tuple[Path, Path]) -> None:
     assert (runtime.size, runtime.size_multiple, runtime.meta["generator"]) == (64, 32, "resunet")
     with pytest.raises(UserError, match="positive multiple of 32"):
         runtime.check_size(80)
-    with pytest.raises(UserError, match="no PyTorch weights"):
-        runtime.save_pretrained(exported.parent / "copy")
+    saved = runtime.save_pretrained(exported.parent / "copy")  # a model loaded from an .onnx file saves that file
+    assert saved.name == "model.onnx" and saved.read_bytes() == exported.read_bytes()
 
 
 def test_cli_export_then_colorize_with_the_onnx_backend(tiny_model: Path, gray_gradient, tmp_path: Path) -> None:
@@ -220,3 +220,29 @@ def test_a_foreign_or_damaged_onnx_file_is_refused_in_one_line(tmp_path: Path) -
         onnx.save(proto, str(tmp_path / name))
         with pytest.raises(UserError, match=name):
             Colorizer.from_pretrained(tmp_path / name)
+
+
+def test_an_onnx_model_of_the_wrong_input_shape_is_refused_in_one_line(tiny_model: Path, tmp_path: Path, cli, gray_gradient) -> None:
+    from PIL import Image
+
+    from colorgan.export import export_onnx
+
+    out = export_onnx(tiny_model, tmp_path / "three.onnx")
+    proto = onnx.load(str(out))
+    proto.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 3  # an RGB colorizer's input, say
+    onnx.save(proto, str(out))
+    photo = tmp_path / "a.png"
+    Image.fromarray(gray_gradient(40, 30)).save(photo)
+    code, _, err = cli("colorize", photo, "--model", out, "-o", tmp_path / "out.png")
+    assert code == 2 and err.count("\n") == 1 and "does not take normalized L* (B, 1, H, W)" in err
+
+
+def test_a_color_head_shapes_the_colors_the_same_on_onnx_runtime(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    generator = build_generator("resunet", encoder="resnet18", color_head=True, chroma_gamma=1.0, annealed_blend=0.25)
+    weights = save_pretrained(generator, tmp_path, size=64)
+    exported = export_onnx(weights, tmp_path / "head.onnx")
+    eager = Colorizer.from_pretrained(weights, device="cpu", backend="torch")
+    runtime = Colorizer.from_pretrained(exported, backend="onnx")
+    l_norm = random_l(2, 64)
+    assert np.abs(runtime.predict_ab(l_norm) - eager.predict_ab(l_norm)).max() <= 1e-3

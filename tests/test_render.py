@@ -83,3 +83,27 @@ def test_memory_is_bounded_for_extreme_aspect_ratios(tiny_model: Path) -> None:
     assert len(extra) == 8
     too_much = {case: mb for case, mb in extra.items() if mb >= 100}
     assert not too_much, f"MB beyond the model's own memory: {extra}"
+
+
+def test_guided_upsampling_stops_colors_at_the_photos_own_edges():
+    """A model answer that blurs a red object into a neutral floor: joined with the guide, the
+    full-size photo's floor stays neutral next to the edge, where bilinear paints it pink."""
+    from colorgan.metrics import edge_ab_error
+
+    s, scale = 32, 8
+    w = s * scale
+    l = np.where(np.arange(w) < w * 3 // 8 + 3, 40.0, 75.0)[None].repeat(w, 0)  # an edge off the model's grid
+    truth_ab = np.zeros((2, w, w), np.float32)
+    truth_ab[0][l < 50] = 50.0
+    truth = lab_to_srgb8(l, truth_ab)
+    gray = read_photo(lab_to_srgb8(l, np.zeros_like(truth_ab)))
+    guide = render.model_input(gray, s)
+    step = np.where(np.arange(s) < s * 3 // 8, 50.0, 0.0)
+    blurred = np.convolve(np.pad(step, 1, mode="edge"), np.ones(3) / 3, mode="valid")  # the model's soft edge
+    ab = np.zeros((2, s, s), np.float32)
+    ab[0] = np.clip(blurred, 0, None)[None] / AB_SCALE
+    plain = np.asarray(render.recombine(gray, ab))
+    guided = np.asarray(render.recombine(gray, ab, guide=guide))
+    assert edge_ab_error(guided[None], truth[None])[0] < 0.6 * edge_ab_error(plain[None], truth[None])[0]
+    far = slice(0, w // 4)  # far from the edge both agree with the model's colors
+    assert np.abs(guided[:, far].astype(int) - plain[:, far]).max() <= 2

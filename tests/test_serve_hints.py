@@ -97,6 +97,19 @@ def test_editor_refusals(server: Server, jpeg_bytes) -> None:
     assert refused.status_code == 400 and "not an image" in refused.json()["error"]
 
 
+@pytest.mark.parametrize("depth", [1000, 100_000])
+def test_deeply_nested_json_is_a_one_line_400(server: Server, jpeg_bytes, depth: int) -> None:
+    nested = "[" * depth + "]" * depth  # past json's recursion limit: RecursionError, not ValueError
+    responses = [colorize(server, jpeg_bytes((64, 64)), hints=nested)]
+    key = open_photo(server, jpeg_bytes((64, 64)))["id"]
+    for what in ("colorize", "download"):
+        for body in (nested, f'{{"hints": {nested}}}'):
+            responses.append(httpx.post(f"{server.url}/api/photos/{key}/{what}", content=body, timeout=30))
+    for response in responses:
+        assert response.status_code == 400, response.text[:200]
+        assert "\n" not in response.json()["error"]
+
+
 def test_the_editor_page_is_served(server: Server) -> None:
     page = httpx.get(f"{server.url}/guide", timeout=30)
     assert page.status_code == 200 and "guide the colors" in page.text

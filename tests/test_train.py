@@ -23,7 +23,8 @@ from colorgan.training.checkpoint import Checkpointer
 from colorgan.training.trainer import make_accelerator
 
 
-GAN_LOSSES = tuple(name for name in LOSS_NAMES if name != "Loss_G_perceptual")  # what a run without --lambda-perceptual logs
+# what a run without --lambda-perceptual and --color-head logs
+GAN_LOSSES = tuple(name for name in LOSS_NAMES if name not in ("Loss_G_perceptual", "Loss_G_color"))
 
 
 def _config(data: Path, out: Path, **kw) -> TrainConfig:
@@ -385,9 +386,11 @@ def test_a_hint_adapter_on_a_frozen_model_keeps_its_automatic_colors_exactly(mak
     assert all(torch.equal(learned[k], started[k]) for k in started if k != stem)
 
 
-def test_freeze_base_needs_hints_and_a_model_to_freeze(tmp_path):
-    with pytest.raises(UserError, match="--freeze-base trains only the hint layers"):
+def test_freeze_base_needs_new_layers_and_a_model_to_freeze(tmp_path):
+    with pytest.raises(UserError, match="--freeze-base trains only the layers a run adds to a model"):
         _config(tmp_path, tmp_path / "run", freeze_base=True, hints=True).validate()
+    with pytest.raises(UserError, match="--freeze-base trains only the layers a run adds to a model"):
+        _config(tmp_path, tmp_path / "run", freeze_base=True, init_from=tmp_path).validate()
 
 
 def test_the_hint_only_layers_learn_faster_than_the_pretrained_network():
@@ -482,3 +485,119 @@ def test_the_log_counts_photos_found_skipped_with_reasons_and_used_per_epoch(mak
     assert any("broken.jpg" in w for w in warnings)
     row = _rows(tmp_path / "run")[0]
     assert (row["photos"], row["skipped"]) == ("8", "2")
+
+
+def test_a_gan_run_keeps_its_critic_and_the_next_run_from_its_model_continues_it(make_photos, tmp_path):
+    data = make_photos(8)
+    first = run_training(_config(data, tmp_path / "first", epochs=1, val=None))
+    assert (tmp_path / "first" / "critic.safetensors").is_file()
+    kept = first.discriminator.state_dict()
+    go_on = _trainer(_config(data, tmp_path / "second", epochs=1, val=None, init_from=tmp_path / "first"))
+    for key, value in go_on.discriminator.state_dict().items():
+        assert torch.equal(value, kept[key].to(value.dtype)), key
+    fresh = _trainer(_config(data, tmp_path / "third", epochs=1, val=None, init_from=tmp_path / "first", fresh_critic=True))
+    assert not all(torch.equal(v, kept[k]) for k, v in fresh.discriminator.state_dict().items())
+    other_kind = _trainer(_config(data, tmp_path / "fourth", epochs=1, val=None, init_from=tmp_path / "first", d_norm="spectral"))
+    assert other_kind.discriminator.config["norm"] == "spectral"  # a critic of another kind is not forced on the run
+
+
+def _trainer(cfg: TrainConfig) -> trainer.Trainer:
+    return trainer.Trainer(cfg=cfg, accelerator=make_accelerator(cfg.mixed_precision), checkpointer=Checkpointer(run=cfg.out))
+
+
+def test_critic_warmup_trains_the_critic_alone_then_both(make_photos, tmp_path):
+    data = make_photos(8)
+    start = run_training(_config(data, tmp_path / "start", epochs=1, val=None, save_every=0))
+    warm = run_training(_config(data, tmp_path / "warm", epochs=1, val=None, init_from=tmp_path / "start",
+                                critic_warmup=2, save_every=0, ema=0.5))
+    # 8 photos in batches of 4: both steps of the epoch were the critic's, so the generator is the one it started from
+    for key, value in warm.generator.state_dict().items():
+        if value.is_floating_point() and "running" not in key and "num_batches" not in key:
+            assert torch.equal(value, start.generator.state_dict()[key]), key
+    assert not all(torch.equal(v, start.discriminator.state_dict()[k]) for k, v in warm.discriminator.state_dict().items())
+    row = _rows(tmp_path / "warm")[0]
+    assert math.isfinite(float(row["Loss_D"])) and math.isfinite(float(row["Loss_G_GAN"]))  # reported while warming
+    both = run_training(_config(data, tmp_path / "both", epochs=1, val=None, init_from=tmp_path / "start",
+                                critic_warmup=1, save_every=0))
+    assert not all(torch.equal(v, start.generator.state_dict()[k]) for k, v in both.generator.state_dict().items())
+
+
+def test_the_bundled_critic_is_a_float16_copy_and_stays_out_of_the_installed_package(make_photos, tmp_path):
+    from safetensors import safe_open
+
+    from colorgan.export import export_bundle
+
+    data = make_photos(8)
+    run_training(_config(data, tmp_path / "run", epochs=1, val=None))
+    folder = export_bundle(tmp_path / "run", tmp_path / "bundle")
+    with safe_open(str(folder / "critic.safetensors"), framework="pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys() if f.get_tensor(k).is_floating_point()} == {torch.float16}
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert 'colorgan = ["assets/models/*/critic.safetensors"]' in pyproject.split("[tool.setuptools.exclude-package-data]")[1]
+
+
+def test_dull_photos_can_be_left_out_of_training(make_photos, tmp_path, caplog):
+    data = make_photos(6)
+    for i in range(3):  # nearly gray photos: a trace of color, far below a colorfulness of 15
+        Image.fromarray(np.full((80, 96, 3), (120 + i, 118, 117), np.uint8)).save(data / f"dull_{i}.png")
+    caplog.set_level("INFO")
+    run_training(_config(data, tmp_path / "run", epochs=1, val=None, min_colorfulness=15, batch_size=2))
+    assert _rows(tmp_path / "run")[0]["photos"] == "6"
+    assert "left out 3 of 9 photos with colorfulness below 15" in caplog.text
+    with pytest.raises(UserError, match="duller than --min-colorfulness 1000"):
+        run_training(_config(data, tmp_path / "none", epochs=1, val=None, min_colorfulness=1000))
+
+
+def test_target_saturation_scales_the_chroma_the_model_learns(synthetic_photo):
+    rgb = torch.from_numpy(np.asarray(synthetic_photo(3, (64, 64))).copy()).permute(2, 0, 1)[None]
+    l, ab = trainer.to_model_input(rgb)
+    l2, ab2 = trainer.to_model_input(rgb, saturation=1.2)
+    assert torch.equal(l, l2)
+    assert torch.allclose(ab2, (ab * 1.2).clamp(-1, 1))
+    assert ab2.abs().max() <= 1.0
+
+
+def test_a_color_head_run_logs_its_cross_entropy_and_publishes_the_head(make_photos, tmp_path):
+    data = make_photos(8)
+    run = tmp_path / "run"
+    run_training(_config(data, run, stage="pretrain", epochs=1, val=None, color_head=True))
+    row = _rows(run)[0]
+    assert math.isfinite(float(row["Loss_G_color"])) and float(row["Loss_G_color"]) > 0
+    assert float(row["Loss_G"]) == pytest.approx(float(row["Loss_G_L1"]) + float(row["Loss_G_color"]), abs=1e-3)
+    model, meta = load_pretrained(run)
+    assert meta["config"]["color_head"] is True and model.color_head is not None
+
+
+def test_a_color_head_added_to_a_frozen_model_trains_alone_and_changes_nothing_until_used(make_photos, tmp_path):
+    data = make_photos(8)
+    base = tmp_path / "base"
+    run_training(_config(data, base, stage="pretrain", epochs=1, val=None, hints=True))
+    run = tmp_path / "head"
+    run_training(_config(data, run, stage="pretrain", epochs=1, val=None, hints=True, color_head=True, freeze_base=True,
+                         init_from=base))
+    started, _ = load_pretrained(base)
+    headed, _ = load_pretrained(run)
+    learned = headed.state_dict()
+    assert all(torch.equal(learned[k], v) for k, v in started.state_dict().items())  # BatchNorm statistics included
+    l = torch.rand(1, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(headed(l), started(l))  # gamma = blend = 0: the head shapes nothing
+        headed.color_head.gamma = 1.0
+        assert not torch.equal(headed(l), started(l))
+
+
+def test_the_color_head_spends_chroma_only_where_the_likely_colors_share_a_hue():
+    from colorgan.models.color_classes import ColorHead, bin_centers
+
+    centers = torch.from_numpy(bin_centers())
+    head = ColorHead(in_channels=4, gamma=1.0)
+    red = int((centers - torch.tensor([40.0, 30.0])).norm(dim=1).argmin())
+    blue = int((centers - torch.tensor([10.0, -45.0])).norm(dim=1).argmin())
+    logits = torch.full((1, len(centers), 2, 2), -20.0)
+    logits[0, red, 0] = 10.0  # top row: sure it is red
+    logits[0, red, 1] = logits[0, blue, 1] = 10.0  # bottom row: red or blue, half each
+    ab = torch.full((1, 2, 2, 2), 0.3)
+    shaped = head.shape(ab, logits)
+    assert torch.allclose(shaped[:, :, 0], ab[:, :, 0], atol=1e-3)  # full color where it is sure
+    assert (shaped[:, :, 1].abs() < 0.6 * ab[:, :, 1].abs()).all()  # less where it is torn between two hues
+    assert torch.equal(ColorHead(in_channels=4).shape(ab, logits), ab)  # as trained: the regression's answer

@@ -314,7 +314,7 @@ def test_frames_larger_than_allowed_are_refused(pan, tmp_path: Path, monkeypatch
 
 
 @pytest.mark.parametrize("args,message", [
-    (["-o", "{dir}/film.png"], "names an image file, but the input"),
+    (["-o", "{dir}/film.png"], "is a video; name a video file"),
     (["-o", "{dir}/film.webm", "--video-codec", "libx264"], "cannot hold libx264 video"),
     (["--video-codec", "aac"], "is no video encoder"),
     (["--strength", "1.0"], "--strength must be"),
@@ -407,3 +407,15 @@ def test_a_faster_input_than_mpeg_allows_is_thinned_not_stretched(tmp_path: Path
         frames = [frame.time for frame in container.decode(video=0)]
     assert 55 <= len(frames) <= 61  # MPEG-2's 60 fps at most: every other frame
     assert frames[-1] - frames[0] < 1.05  # still one second long
+
+
+def test_a_hint_for_a_frame_past_the_end_is_refused_before_any_work(tiny_hint_model, tmp_path):
+    from colorgan.hints import Hint
+
+    film = tmp_path / "film.mp4"
+    write_video(film, [scene(64, 48, i) for i in range(12)])
+    colorizer = Colorizer.from_pretrained(tiny_hint_model)
+    with pytest.raises(UserError, match="a hint is for frame 1000000000, but the video has about 12 frames"):
+        colorizer.colorize_video(film, tmp_path / "out.mp4", hints=[Hint(x=0.5, y=0.5, color="#ff0000", frame=10**9)])
+    assert not list(tmp_path.glob("*out*"))
+    colorizer.colorize_video(film, tmp_path / "out.mp4", hints=[Hint(x=0.5, y=0.5, color="#ff0000", frame=11)])

@@ -1,7 +1,8 @@
 """Publish one checkpoint of a run as a model, to compare runs at the same step.
 
 Takes the checkpoint's weight average (``ema.safetensors``; with ``--raw`` the plain generator)
-under the run's architecture and provenance, and writes ``model.safetensors`` + ``model.json``:
+under the run's architecture and provenance, and writes ``model.safetensors`` + ``model.json``
+(and the checkpoint's critic as ``critic.safetensors``, for a GAN run):
 
     python tools/publish_checkpoint.py runs/cpu2/control runs/cpu2/control/checkpoint/step-000000400 runs/cpu2/m400
 """
@@ -15,7 +16,8 @@ from pathlib import Path
 import torch
 import yaml
 from colorgan.errors import UserError
-from colorgan.models import load_pretrained, load_state_dict_checked, read_weights, save_pretrained
+from colorgan.model_files import CRITIC_NAME
+from colorgan.models import load_critic, load_pretrained, load_state_dict_checked, read_weights, save_critic, save_pretrained
 
 
 def main() -> None:
@@ -36,6 +38,11 @@ def main() -> None:
     batch = yaml.safe_load((args.run / "config.yaml").read_text())["batch_size"]  # one process: photos per step
     training = meta.get("training", {}) | {"photos_seen": step * batch, "weights": f"{'raw' if args.raw else 'EMA'} at step {step}"}
     save_pretrained(generator, args.out, size=meta["size"], training=training)
+    critic_weights = args.checkpoint / "discriminator.safetensors"
+    if critic_weights.is_file():
+        critic = load_critic(args.run / CRITIC_NAME)  # the run's critic gives the architecture
+        load_state_dict_checked(critic, read_weights(critic_weights), source=str(critic_weights))
+        save_critic(critic, args.out / CRITIC_NAME)
     print(f"wrote {args.out}")
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import tempfile
 import time
@@ -37,10 +36,12 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from .errors import PhotoError, UserError, require_video
+from .errors import OutputBlocked, PhotoError, UserError, require_extra
 from .files import (
+    FORMAT_ALIASES,
     FORMATS,
     IMAGE_SUFFIXES,
+    SIXTEEN_BIT_FORMATS,
     SUFFIX_FORMATS,
     TEMP_NAME,
     VIDEO_SUFFIXES,
@@ -73,6 +74,9 @@ STALE_TEMP_AGE = 300
 # waiting to be written (36 MB each, 72 MB at 16 bits). Each pending save has its own thread.
 READ_AHEAD = 2
 PENDING_SAVES = 2
+# With --keep-color, the rule each photo met (colorgan.color.color_kind): the report's reason.
+KEEP_COLOR_RULES = {"gray": "a gray photo: colorized", "toned": "a toned photo (one hue, as a sepia print): colorized",
+                    "color": "already in color (--keep-color)"}
 
 
 @dataclass(frozen=True)
@@ -108,10 +112,14 @@ class ColorizeJob(ModelOptions):
     video: VideoSettings = VideoSettings()  # how videos among the inputs are colorized (its hints and size: this job's)
     ray: RayOptions | None = None  # set: the photos are colorized on a Ray cluster (colorgan.cluster)
 
+    def __post_init__(self) -> None:
+        if self.fmt is not None:  # one name per format from here on: jpeg is jpg, tiff is tif
+            object.__setattr__(self, "fmt", FORMAT_ALIASES.get(self.fmt.lower(), self.fmt.lower()))
+
     def validate(self) -> None:
         """Reject options out of range before anything is read or loaded."""
         if self.fmt is not None and self.fmt not in FORMATS:
-            raise UserError(f"unknown --format {self.fmt!r}; choose one of: {', '.join(FORMATS)}")
+            raise UserError(f"unknown --format {self.fmt!r}; choose one of: {', '.join([*FORMATS, *FORMAT_ALIASES])}")
         if self.quality is not None and not 1 <= self.quality <= 100:
             raise UserError(f"--quality must be between 1 and 100, got {self.quality}")
         if self.size is not None and self.size <= 0:
@@ -133,6 +141,9 @@ class ColorizeJob(ModelOptions):
         out = Path(self.out) if self.out else DEFAULT_OUT
         found, broken = _find(self.inputs)
         if _names_a_file(out):
+            if len(found) == 1 and _is_video(found[0][0]) and out.suffix.lower() not in VIDEO_SUFFIXES:
+                raise UserError(f"-o {out}: the input {found[0][0]} is a video; name a video file "
+                                f"({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder")
             fmt: str | None = _file_format(out, self.fmt)
             if not out.parent.is_dir():  # a typo in a file's path must not make folders (at the root, say)
                 raise UserError(f"-o {out}: the folder {out.parent} does not exist; create it, or give -o a folder to create")
@@ -171,7 +182,7 @@ class ColorizeJob(ModelOptions):
         if videos and self.ray is not None:
             raise UserError(f"--engine ray colorizes photos; {tasks[min(videos)].source} is a video: colorize videos without it")
         if videos:
-            require_video(f"{tasks[min(videos)].source} is a video; colorizing videos")
+            require_extra("video", f"{tasks[min(videos)].source} is a video; colorizing videos")
             from .video.io import check_codec
 
             for suffix in sorted({tasks[i].output.suffix.lower() for i in videos}):
@@ -182,7 +193,7 @@ class ColorizeJob(ModelOptions):
         if self.hints and colorizer is not None:
             self._check_hints(tasks, colorizer)
         out = Path(self.out) if self.out else DEFAULT_OUT
-        with _output_lock(out.parent if _names_a_file(out) else out):
+        with _output_lock(out):
             removed = _remove_stale_temps([t.output for t in tasks] + ([self.report] if self.report else []))
             if removed:
                 _say(console, f"note: removed {removed} stale temporary file{'s' * (removed > 1)} left by an interrupted run")
@@ -255,32 +266,58 @@ def _is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 
 
-def lock_path(folder: Path) -> Path:
-    """The lock file of an output folder: in the temp folder, named by the folder's absolute path,
-    so the user's folder gets no extra file and the lock never has to be deleted."""
-    key = hashlib.sha256(str(folder.absolute().resolve()).encode()).hexdigest()[:24]
-    return Path(tempfile.gettempdir()) / f"colorgan-{os.getuid() if hasattr(os, 'getuid') else 0}-{key}.lock"
+LOCK_NAME = ".colorgan-lock"
+
+
+def lock_path(out: Path) -> Path:
+    """The lock file of an output folder (of one output file, for ``-o photo.png``): hidden, inside
+    that folder (beside that file), so every job that writes there finds it, whatever its temp
+    folder; removed when the job ends."""
+    return out.parent / f".{out.name}{LOCK_NAME}" if _names_a_file(out) else out / LOCK_NAME
 
 
 @contextlib.contextmanager
-def _output_lock(folder: Path) -> Iterator[None]:
-    """Hold the output folder for this job: a second job on the same folder is refused at once,
-    instead of both doing all the work. The OS drops the lock when the process ends, even by kill -9."""
+def _output_lock(out: Path) -> Iterator[None]:
+    """Make the output folder, prove it writable, and hold it for this job: a second job on the same
+    folder is refused at once, instead of both doing all the work. The OS drops the lock when the
+    process ends, even by kill -9; the next job on the folder then takes over the file and removes it."""
+    path = lock_path(out)
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the output folder {folder}: {exc.strerror or exc}") from None
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks here; jobs on one folder are not kept apart
-        yield
-        return
-    try:
-        handle = lock_path(folder).open("a")
-    except OSError as exc:
-        raise UserError(f"cannot create the lock for {folder} in {tempfile.gettempdir()}: {exc.strerror or exc}") from None
+        fcntl = None
+    while True:
+        try:
+            handle = path.open("a+")
+        except OSError as exc:
+            raise UserError(f"cannot write to the output folder {folder}: {exc.strerror or exc}") from None
+        try:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if path.exists() and os.path.samestat(os.fstat(handle.fileno()), path.stat()):
+                break  # (else the job before removed the file between our open and our lock: open it anew)
+        except BlockingIOError:
+            handle.close()
+            raise UserError(f"another colorgan job is writing to {out}; wait for it to finish or choose another -o") from None
+        handle.close()
     with handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another colorgan job is writing to {folder}; wait for it to finish or choose another -o") from None
-        yield
+            handle.truncate(0)
+            handle.write(f"{os.getpid()}\n")  # a byte on disk: a full disk is found before the first photo
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            raise UserError(f"cannot write to the output folder {folder}: {exc.strerror or exc}") from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # while still locked: a waiting job never takes a removed file
 
 
 class ReportNotWritten(UserError):
@@ -319,8 +356,10 @@ def _find(items: Sequence[str]) -> tuple[list[tuple[Path, Path]], list[tuple[Pat
     broken: dict[str, tuple[Path, Path, str]] = {}
     for item in items:
         images, links = _expand(item)
-        for source, base in images:  # a file named twice (e.g. a file and its folder): the first mention decides
-            found.setdefault(source.resolve(), (source, base))
+        # A file named twice (e.g. a file and its folder): the first mention decides. A link to a photo
+        # is a name of its own (an album of links), so paths are compared as written, links not followed.
+        for source, base in images:
+            found.setdefault(Path(os.path.abspath(source)), (source, base))
         for link in links:
             broken.setdefault(os.path.abspath(link[0]), link)  # resolve() raises on a link loop
     return list(found.values()), list(broken.values())
@@ -331,8 +370,10 @@ def _expand(item: str) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path, 
     path = Path(item)
     if path.is_file():
         return [(path, path.parent)], []
+    unreadable: list[tuple[Path, Path, str]] = []
     if path.is_dir():
-        base, candidates, missing = path, path.rglob("*"), f"no images or videos in folder {item}"
+        base, missing = path, f"no images or videos in folder {item}"
+        candidates, unreadable = _walk(path)
     elif any(c in item for c in "*?["):
         parts = path.parts
         magic = next(i for i, part in enumerate(parts) if any(c in part for c in "*?["))
@@ -340,7 +381,7 @@ def _expand(item: str) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path, 
         candidates = base.glob(str(Path(*parts[magic:])))
     else:
         raise UserError(f"no such file or folder: {item}")
-    found, broken = [], []
+    found, broken = [], unreadable
     for file in sorted(f for f in candidates if is_image_name(f, base) or is_video_name(f, base)):
         if file.is_file():
             found.append((file, base))
@@ -349,6 +390,25 @@ def _expand(item: str) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path, 
     if not found and not broken:
         raise UserError(missing)
     return found, broken
+
+
+def _walk(folder: Path) -> tuple[list[Path], list[tuple[Path, Path, str]]]:
+    """Every path below ``folder`` (links to folders not followed, as ``rglob`` does), and the
+    subfolders that could not be listed, with why: those are reported as skipped, never left
+    out without a word."""
+    unreadable: list[tuple[Path, Path, str]] = []
+
+    def note(exc: OSError) -> None:
+        if exc.filename is not None and Path(exc.filename) != folder:
+            unreadable.append((Path(exc.filename), folder, f"unreadable folder ({exc.strerror or exc})"))
+        else:
+            raise UserError(f"cannot read the folder {folder}: {exc.strerror or exc}")
+
+    paths = []
+    for root, dirs, files in os.walk(folder, onerror=note):
+        top = Path(root)
+        paths += [top / name for name in (*dirs, *files)]
+    return paths, unreadable
 
 
 def _broken_link(path: Path) -> str | None:
@@ -517,6 +577,7 @@ class _Runner:
     quality: int | None
     keep_color: bool
     hints: list[Hint] = field(default_factory=list)
+    _kinds: dict[Path, str] = field(default_factory=dict)  # with --keep-color: each photo's rule, for its outcome
 
     def run(self, tasks: Sequence[Task], *, overwrite: bool, batch_size: int, progress: bool) -> list[Outcome]:
         outcomes: dict[int, Outcome] = {}
@@ -567,9 +628,14 @@ class _Runner:
             writers.shutdown(wait=False, cancel_futures=True)
 
     def _read(self, task: Task) -> Photo | None:
-        """Decode a task's photo (in the reader thread); None if ``--keep-color`` leaves it alone."""
+        """Decode a task's photo (in the reader thread); None if ``--keep-color`` leaves it alone
+        (a color photo), else the photo, with the rule that let it through noted for the report."""
         photo = read_photo(task.source)
-        return None if self.keep_color and photo.looks_colored() else photo
+        if not self.keep_color:
+            return photo
+        kind = photo.color_kind()
+        self._kinds[task.source] = KEEP_COLOR_RULES[kind]
+        return None if kind == "color" else photo
 
     def _colorize_group(self, group: Sequence[Task], loaded: Sequence[Future[Photo | None]], writers: ThreadPoolExecutor,
                         finished: deque[Outcome | Future[None]]) -> Iterator[Outcome | Future[None]]:
@@ -585,7 +651,7 @@ class _Runner:
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the job
                 results.append(self.failure(task, exc))
             else:
-                results.append(_outcome(task, "skipped", "already in color (--keep-color)") if photo is None else photo)
+                results.append(_outcome(task, "skipped", self._kinds.pop(task.source)) if photo is None else photo)
         images: dict[int, Any] = {}
         for bits in (8, 16):
             members = [i for i, (task, result) in enumerate(zip(group, results, strict=True))
@@ -620,10 +686,12 @@ class _Runner:
             if isinstance(head, Future):
                 try:
                     head.result()
+                except OutputBlocked:
+                    raise  # a full disk or a read-only folder: the job stops
                 except Exception as exc:  # noqa: BLE001 - one bad file must not stop the job
                     head = self.failure(task, exc)
                 else:
-                    head = _outcome(task, "done")
+                    head = _outcome(task, "done", self._kinds.pop(task.source, None))
             if head.status == "failed":
                 _say(self.console, f"error: {task.source}: {head.reason}")
             index += 1
@@ -656,8 +724,8 @@ def _outcome(task: Task, status: Status, reason: str | None = None) -> Outcome:
 
 
 def _bits(task: Task, photo: Photo) -> int:
-    """16 for a 16-bit gray scan going to a TIFF (the one output format that keeps 16 bits), else 8."""
-    return 16 if task.fmt == "tif" and photo.image.mode == "I;16" else 8
+    """16 for a 16-bit gray scan going to a TIFF or a PNG (the output formats that keep 16 bits), else 8."""
+    return 16 if task.fmt in SIXTEEN_BIT_FORMATS and photo.image.mode == "I;16" else 8
 
 
 def _wait_for_writers(finished: deque[Outcome | Future[None]], most: int) -> None:

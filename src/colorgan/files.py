@@ -10,12 +10,15 @@ plain ``open()`` would have given it. :func:`save_image` writes colorized photos
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import logging
 import os
 import re
+import struct
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .errors import PhotoError, UserError
+from .errors import OutputBlocked, PhotoError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,10 @@ VIDEO_MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska",
 VIDEO_SUFFIXES = frozenset(VIDEO_MUXERS)
 # Output formats by their CLI name: (Pillow format, file suffix).
 FORMATS = {"png": ("PNG", ".png"), "jpg": ("JPEG", ".jpg"), "webp": ("WEBP", ".webp"), "tif": ("TIFF", ".tif")}
+# Other names of those formats (``--format jpeg`` as ``-o photo.jpeg`` is taken).
+FORMAT_ALIASES = {"jpeg": "jpg", "tiff": "tif"}
+# The formats whose outputs keep a 16-bit scan's 16 bits.
+SIXTEEN_BIT_FORMATS = frozenset({"png", "tif"})
 # The output file suffixes colorgan writes (``-o photo.jpeg``), and the format each one means.
 SUFFIX_FORMATS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp", ".tif": "tif", ".tiff": "tif"}
 # Pillow's format of an input -> the output format it gets by default (:func:`default_format`);
@@ -130,6 +137,16 @@ def _read_file_list(file_list: Path, root: Path) -> list[Path]:
     return paths
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether writing ``b`` would write over ``a``: the same path once links are followed, or
+    (both existing) the same file on disk (a hard link)."""
+    if a.resolve() == b.resolve():
+        return True
+    with contextlib.suppress(OSError):
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    return False
+
+
 def top_folder(relative: Path) -> str:
     """The top-level folder of a photo's path relative to its data folder ("." if directly in it):
     the unit that training balances and evaluation reports on."""
@@ -219,8 +236,25 @@ def save_image(image: Image.Image | np.ndarray, path: Path, *, fmt: str, quality
     other formats get 8 (PNG could hold 16-bit RGB, but Pillow cannot write it). ``quality`` is
     JPEG's or lossy WebP's (default :data:`DEFAULT_QUALITY`); ``lossless`` makes a WebP lossless.
     """
+    try:
+        _save_image(image, path, fmt=fmt, quality=quality, lossless=lossless)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)  # strerror: no temporary file's name in the message
+        if exc.errno in _BLOCKED_ERRNOS:
+            raise OutputBlocked(f"cannot write to {path.parent}: {reason}; stopped, no file half-written") from None
+        raise PhotoError(str(path), f"cannot write ({reason})") from None
+
+
+# Errors of the place rather than the file: every later output there would fail the same way.
+_BLOCKED_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def _save_image(image: Image.Image | np.ndarray, path: Path, *, fmt: str, quality: int | None, lossless: bool) -> None:
     if fmt == "tif":
         _save_tiff(_tiff_pixels(image), path)
+        return
+    if fmt == "png" and isinstance(image, np.ndarray) and image.dtype == np.uint16:
+        _save_png16(_tiff_pixels(image), path)
         return
     if isinstance(image, np.ndarray) or (image.mode == "I;16" and fmt != "png"):
         image = Image.fromarray(_to_8_bit(np.asarray(image)))
@@ -237,11 +271,8 @@ def save_image(image: Image.Image | np.ndarray, path: Path, *, fmt: str, quality
     if fmt == "jpg" and image.mode in ("RGBA", "LA"):
         log.warning("%s: JPEG has no alpha channel; transparency dropped", path)
         image = image.convert(image.mode[:-1])
-    try:
-        with atomic_output(path) as tmp:
-            image.save(tmp, format=pil_format, **options)
-    except OSError as exc:
-        raise PhotoError(str(path), f"cannot write ({exc})") from None
+    with atomic_output(path) as tmp:
+        image.save(tmp, format=pil_format, **options)
 
 
 def _to_8_bit(pixels: np.ndarray) -> np.ndarray:
@@ -278,11 +309,42 @@ def _save_tiff(pixels: np.ndarray, path: Path) -> None:
     extra: dict[str, Any] = {"planarconfig": "contig"} if pixels.ndim == 3 else {}
     if channels in (2, 4):
         extra["extrasamples"] = [2]  # unassociated alpha: the alpha channel as Pillow and PNG mean it
-    try:
-        with atomic_output(path) as tmp:
-            tifffile.imwrite(tmp, pixels, photometric=photometric, software=SOFTWARE, **extra, **TIFF_COMPRESSION)
-    except OSError as exc:
-        raise PhotoError(str(path), f"cannot write ({exc})") from None
+    with atomic_output(path) as tmp:
+        tifffile.imwrite(tmp, pixels, photometric=photometric, software=SOFTWARE, **extra, **TIFF_COMPRESSION)
+
+
+# Rows per zlib call of a 16-bit PNG: bounded memory on any photo, large enough to compress well.
+_PNG_STRIPE_ROWS = 256
+
+
+def _save_png16(pixels: np.ndarray, path: Path) -> None:
+    """Write uint16 ``pixels`` (H, W) gray or (H, W, 2/3/4) atomically as a 16-bit PNG, which Pillow
+    cannot write for color: PNG's chunks written directly (zlib, the Sub filter on every row, an
+    eXIf chunk with colorgan's Software tag, as :func:`save_image`'s other PNGs carry)."""
+    height, width = pixels.shape[:2]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    step = 2 * channels  # bytes per pixel: the Sub filter's distance
+    exif = Image.Exif()
+    exif[SOFTWARE_TAG] = SOFTWARE
+    compressor = zlib.compressobj(PNG_COMPRESS_LEVEL)
+    with atomic_output(path) as tmp, tmp.open("wb") as out:
+        out.write(b"\x89PNG\r\n\x1a\n")
+        out.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)))
+        out.write(_png_chunk(b"eXIf", exif.tobytes(8).removeprefix(b"Exif\x00\x00")))
+        for top in range(0, height, _PNG_STRIPE_ROWS):
+            rows = pixels[top : top + _PNG_STRIPE_ROWS].astype(">u2").reshape(-1, width * channels).view(np.uint8)
+            filtered = np.empty((len(rows), rows.shape[1] + 1), np.uint8)
+            filtered[:, 0] = 1  # Sub: each byte minus the same byte of the pixel to its left
+            filtered[:, 1 : step + 1] = rows[:, :step]
+            np.subtract(rows[:, step:], rows[:, :-step], out=filtered[:, step + 1 :])
+            out.write(_png_chunk(b"IDAT", compressor.compress(filtered.tobytes())))
+        out.write(_png_chunk(b"IDAT", compressor.flush()))
+        out.write(_png_chunk(b"IEND", b""))
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def written_by_colorgan(path: Path) -> bool:

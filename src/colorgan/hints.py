@@ -16,6 +16,7 @@ video, an object may add ``"frame": N``, the frame it is given for (default 0).
 from __future__ import annotations
 
 import json
+import reprlib
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .color import normalize_ab, rgb_to_lab
-from .errors import UserError
+from .errors import UserError, parse_json
 
 #: a*, b* (normalized as the model's output) and the mask, all times HINT_GAIN.
 HINT_CHANNELS = 3
@@ -82,7 +83,7 @@ class Hint:
     def __post_init__(self) -> None:
         for name, value in (("x", self.x), ("y", self.y)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise HintError(f"hint {name} must be a number (a fraction in [0, 1] or an integer pixel), got {value!r}")
+                raise HintError(f"hint {name} must be a number (a fraction in [0, 1] or an integer pixel), got {reprlib.repr(value)}")
             if isinstance(value, float) and not 0.0 <= value <= 1.0:
                 raise HintError(f"hint {name}={value} is outside the photo: fractions run from 0 to 1 (integers are pixels)")
         if isinstance(self.frame, bool) or not isinstance(self.frame, int) or self.frame < 0:
@@ -116,7 +117,7 @@ def _parse_color(color: Any) -> tuple[float, float]:
     if isinstance(color, str):
         match = _HEX.fullmatch(color.strip())
         if not match:
-            raise HintError(f"hint color {color!r} is not a hex color like #f2efe9")
+            raise HintError(f"hint color {reprlib.repr(color)} is not a hex color like #f2efe9")
         digits = match.group(1)
         if len(digits) == 3:
             digits = "".join(d * 2 for d in digits)
@@ -126,7 +127,7 @@ def _parse_color(color: Any) -> tuple[float, float]:
             return _rgb_to_ab(color)
         if len(color) == 2 and all(-128 <= c <= 127 for c in color):
             return float(color[0]), float(color[1])
-    raise HintError(f"hint color {color!r} must be a hex string, an RGB triple of 0-255 values or a Lab (a*, b*) pair in -128..127")
+    raise HintError(f"hint color {reprlib.repr(color)} must be a hex string, an RGB triple of 0-255 values or a Lab (a*, b*) pair in -128..127")
 
 
 def _rgb_to_ab(rgb: Sequence[float]) -> tuple[float, float]:
@@ -164,11 +165,7 @@ def hints_from_json(content: Any, *, source: str = "hints") -> list[Hint]:
 
 def parse_hints_json(text: str | bytes, *, source: str = "hints") -> list[Hint]:
     """Hints from JSON text (a form field, a file's content)."""
-    try:
-        content = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HintError(f"{source} is not valid JSON: {exc}") from None
-    return hints_from_json(content, source=source)
+    return hints_from_json(parse_json(text, source=source, error=HintError), source=source)
 
 
 def read_hints_file(path: str | Path) -> list[Hint]:

@@ -9,6 +9,7 @@ PyTorch, which only ``backend="torch"`` (the ``train`` extra) imports.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,10 @@ import numpy as np
 from PIL import Image
 
 from . import render
-from .errors import UserError, require_torch, require_video
+from .errors import UserError, require_extra
 from .hints import HINT_CHANNELS, Hint, HintError, check_hints, hint_channels
-from .model_files import ONNX_NAME, onnx_beside, read_model_json, resolve_model, weights_sha256
+from .files import atomic_output, same_file
+from .model_files import ONNX_NAME, copy_model, onnx_beside, read_model_json, resolve_model, weights_sha256
 from .photo import Photo, read_photo
 from .runtime import OnnxModel
 
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "onnx", "torch")
+# The largest render size: the network's activations grow with its square (4096 needs GBs), and
+# colors over-saturate far above the training size (docs/RESULTS.md, "Render size").
+MAX_RENDER_SIZE = 1024
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 # Normalized L* (B, 1, S, S) and, for a model with conditioning channels, those channels
@@ -51,7 +56,7 @@ def resolve_device(device: str) -> torch.device:
     """``auto`` picks cuda, then mps, then cpu; ``cuda:N`` names one GPU. An unknown name or an
     accelerator this machine lacks is a :class:`UserError`. Needs PyTorch."""
     kind = check_device_name(device)
-    require_torch(f"--device {device}")
+    require_extra("train", f"--device {device}")
     import torch
 
     index = device.partition(":")[2]
@@ -122,6 +127,27 @@ class Colorizer:
         self.cond_channels = cond_channels
         self.meta = meta
         self._generator = generator
+        self._source: Path | None = None  # the model on disk it came from (set by from_pretrained)
+        self._upsample = "bilinear"
+
+    @property
+    def upsample(self) -> str:
+        """How the model's colors reach the full-size photo: ``"bilinear"`` (the default) or
+        ``"guided"`` (a guided filter by the photo's own L*; see :mod:`colorgan.render`). Guided
+        upsampling was measured against bilinear (docs/RESULTS.md, issue 26): it smooths the
+        colors a little more than it sharpens their edges, and it dilutes small details such as a
+        hint's color, so it is not the default."""
+        return self._upsample
+
+    @upsample.setter
+    def upsample(self, value: str) -> None:
+        if value not in render.UPSAMPLINGS:
+            raise UserError(f"unknown upsampling {value!r}; choose one of: {', '.join(render.UPSAMPLINGS)}")
+        self._upsample = value
+
+    def recombine(self, photo: Photo, ab: np.ndarray, model_l: np.ndarray, **kwargs: Any) -> Image.Image | np.ndarray:
+        """:func:`colorgan.render.recombine` of one photo with this colorizer's upsampling."""
+        return render.recombine(photo, ab, guide=model_l if self._upsample == "guided" else None, **kwargs)
 
     @classmethod
     def from_pretrained(
@@ -140,10 +166,16 @@ class Colorizer:
 
             colorizer = Colorizer.from_pretrained("model.onnx")
         """
+        path = resolve_model(name_or_path)
+        colorizer = cls._load(path, device=device, backend=backend)
+        colorizer._source = path
+        return colorizer
+
+    @classmethod
+    def _load(cls, path: Path, *, device: str, backend: str) -> Colorizer:
         if backend not in BACKENDS:
             raise UserError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
         kind = check_device_name(device)
-        path = resolve_model(name_or_path)
         if backend == "auto" and kind in ("auto", "cpu"):
             model = OnnxModel.load(path) if path.suffix == ".onnx" else _current_onnx(path)
             if model is not None:
@@ -155,9 +187,9 @@ class Colorizer:
         if path.suffix == ".onnx":
             raise UserError(f"{path} is an ONNX model: run it with --backend onnx")
         if backend == "torch" or kind in ("cuda", "mps"):
-            require_torch("--backend torch" if backend == "torch" else f"--device {device}")
+            require_extra("train", "--backend torch" if backend == "torch" else f"--device {device}")
         else:
-            require_torch(f"{path} has no up-to-date {ONNX_NAME}, so running it")
+            require_extra("train", f"{path} has no up-to-date {ONNX_NAME}, so running it")
         from .models import load_pretrained
 
         torch_device = resolve_device(device)
@@ -178,23 +210,31 @@ class Colorizer:
         model = OnnxModel.load(path) if path.suffix == ".onnx" else _current_onnx(path)
         if model is not None:
             return cls._of_onnx(model)
-        require_torch(f"{path} has no up-to-date {ONNX_NAME} (`colorgan export onnx` writes one), so exporting it")
+        require_extra("train", f"{path} has no up-to-date {ONNX_NAME} (`colorgan export onnx` writes one), so exporting it")
         from .export import in_memory
         from .models import load_pretrained
 
         generator, meta = load_pretrained(path)
         return cls._of_onnx(in_memory(generator, meta), generator)
 
+    @property
+    def max_size(self) -> int:
+        """The largest render size accepted: :data:`MAX_RENDER_SIZE`, or the model's own if larger."""
+        return max(MAX_RENDER_SIZE, self.size)
+
     def check_size(self, size: int | None) -> int:
         """The render size to use: ``size`` if the model supports it, else the model's training size."""
         if size is None:
             return self.size
-        if size <= 0 or size % self.size_multiple:
+        if isinstance(size, bool) or not isinstance(size, int | np.integer) or size <= 0 or size % self.size_multiple:
             raise UserError(
                 f"the render size must be a positive multiple of {self.size_multiple} for this "
-                f"{self.meta['generator']} model, got {size}"
+                f"{self.meta['generator']} model, got {size!r}"
             )
-        return size
+        if size > self.max_size:
+            raise UserError(f"the render size must be at most {self.max_size}, got {size}: the model's memory grows "
+                            "with its square, and colors get worse far above the size it was trained at")
+        return int(size)
 
     def predict_ab(self, l_norm: np.ndarray, cond: np.ndarray | None = None) -> np.ndarray:
         """The raw model: normalized L* (B, 1, S, S) -> normalized ab (B, 2, S, S), float32 NumPy arrays.
@@ -208,7 +248,10 @@ class Colorizer:
                 raise UserError("this model takes no conditioning channels")
             if tuple(cond.shape) != expected:
                 raise UserError(f"conditioning must have shape {expected}, got {tuple(cond.shape)}")
-        return self._predict(l_norm, cond)
+        ab = self._predict(l_norm, cond)
+        if not np.isfinite(ab).all():  # a damaged or diverged model: its colors would come out black
+            raise UserError("the model answered NaN or infinite colors: its file is damaged or its training diverged")
+        return ab
 
     @property
     def takes_hints(self) -> bool:
@@ -256,7 +299,7 @@ class Colorizer:
             return []
         l_norm = np.stack([render.model_input(photo, size) for photo in photos])
         ab = self.predict_ab(l_norm, self._hint_input([photo.image.size for photo in photos], hints, size))
-        return [render.recombine(photo, ab_one, bits=bits) for photo, ab_one in zip(photos, ab, strict=True)]
+        return [self.recombine(photo, ab_one, l_one, bits=bits) for photo, ab_one, l_one in zip(photos, ab, l_norm, strict=True)]
 
     def prepare(self, image: Any, *, size: int | None = None, max_pixels: int | None = None) -> PreparedPhoto:
         """Decode ``image`` and compute what every colorization of it shares, for
@@ -279,7 +322,7 @@ class Colorizer:
         """:meth:`colorize` of a photo from :meth:`prepare`: only the network and the recombination run."""
         cond = self._hint_input([(prepared.width, prepared.height)], [hints], prepared.size)
         ab = self.predict_ab(prepared.model_l[None], cond)
-        return render.recombine(prepared.photo, ab[0], luminance=prepared.luminance)
+        return self.recombine(prepared.photo, ab[0], prepared.model_l, luminance=prepared.luminance)
 
     def _hint_input(self, sizes: Sequence[tuple[int, int]], hints: Sequence[Iterable[Hint] | None] | None,
                     size: int) -> np.ndarray | None:
@@ -311,7 +354,7 @@ class Colorizer:
 
             colorizer.colorize_video("film.mp4", "film_color.mp4")
         """
-        require_video("colorizing a video")
+        require_extra("video", "colorizing a video")
         from .video.job import colorize_video
         from .video.settings import DEFAULT_CRF, DEFAULT_STRENGTH, VideoSettings
 
@@ -329,7 +372,7 @@ class Colorizer:
 
             colored = list(colorizer.colorize_frames(gray_frames))
         """
-        require_video("colorizing frames with temporal consistency")
+        require_extra("video", "colorizing frames with temporal consistency")
         from .video.frames import FrameColorizer
         from .video.settings import DEFAULT_STRENGTH, VideoSettings
 
@@ -340,12 +383,29 @@ class Colorizer:
         return frame_colorizer.colorize_all(frames)
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write the model as ``model.safetensors`` + ``model.json`` into ``directory``; returns the weights path."""
-        from .models import save_pretrained
+        """Write the model into ``directory``; returns the weights' path. A model running on
+        PyTorch is written from its weights as they are now (``model.safetensors`` +
+        ``model.json``); one running on ONNX Runtime is copied from where it was loaded, with no
+        PyTorch needed: its folder's files (``model.onnx`` included), or ``model.onnx`` alone
+        for a model loaded from an .onnx file."""
+        directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise UserError(f"{directory} is a file; save_pretrained writes a model folder")
+        if self._generator is not None:
+            from .models import save_pretrained
 
-        if self._generator is None:
-            raise UserError("this Colorizer was loaded from an .onnx file and has no PyTorch weights to save")
-        return save_pretrained(self._generator, directory, size=self.size, training=self.meta.get("training"))
+            return save_pretrained(self._generator, directory, size=self.size, training=self.meta.get("training"))
+        source = self._source
+        if source is None:
+            raise UserError("this Colorizer has no model files or PyTorch weights to save")
+        if source.is_dir() and same_file(source, directory):
+            raise UserError(f"{directory} is where this model already is")
+        if source.suffix == ".onnx":
+            with atomic_output(directory / ONNX_NAME) as tmp:
+                shutil.copyfile(source, tmp)
+            return directory / ONNX_NAME
+        weights, _ = read_model_json(source)
+        return copy_model(weights, directory)
 
 
 def torch_predictor(generator: nn.Module, device: torch.device) -> Predictor:

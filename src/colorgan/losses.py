@@ -1,7 +1,7 @@
 """The conditional-GAN objective of pix2pix: adversarial loss on logits plus lambda * L1.
 
 The names of the logged losses are declared once here, in the paper's spelling
-(Tables 4.1 / 5.2, plus the optional perceptual term), and everything that logs or prints them
+(Tables 4.1 / 5.2, plus the optional perceptual and color-head terms), and everything that logs or prints them
 uses this tuple.
 """
 
@@ -13,7 +13,7 @@ from torch import nn
 
 from .errors import UserError
 
-LOSS_NAMES = ("Loss_D_fake", "Loss_D_real", "Loss_D", "Loss_G_GAN", "Loss_G_L1", "Loss_G_perceptual", "Loss_G")
+LOSS_NAMES = ("Loss_D_fake", "Loss_D_real", "Loss_D", "Loss_G_GAN", "Loss_G_L1", "Loss_G_perceptual", "Loss_G_color", "Loss_G")
 GAN_MODES = ("vanilla", "lsgan")
 
 

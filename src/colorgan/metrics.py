@@ -25,7 +25,10 @@ SSIM_RADIUS = 5  # int(3.5 * sigma + 0.5): the 11-tap window of Wang et al. (and
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 SPURIOUS_NEUTRAL_CHROMA = 5.0  # C*ab below which a ground-truth pixel is near-neutral
 SPURIOUS_COLORED_CHROMA = 20.0  # C*ab above which a predicted pixel is clearly colored
-METRIC_KEYS = ("psnr", "ssim", "cf_pred", "cf_true", "auc", "spurious")
+BLOTCHED_SHARE = 5.0  # % of a photo's pixels spurious above which the photo counts as blotched
+EDGE_STEP = 10.0  # L* difference across 2 px (central difference) that makes a pixel a strong edge
+EDGE_RADIUS = 3  # pixels within this many of a strong edge make the band where color bleeding shows
+METRIC_KEYS = ("psnr", "ssim", "cf_pred", "cf_true", "auc", "spurious", "edge_ab")
 
 _BLUR_BLOCK = 32  # output rows (columns) per matrix product of the SSIM blur; see _blur
 _GEMM_CHUNK = 192  # 32 x 42 x 192 multiply-adds: under OpenBLAS's threading threshold, see _blur
@@ -215,6 +218,48 @@ def spurious_color(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     return _spurious(_ab(pred), _ab(target))
 
 
+def edge_ab_error(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per-image mean a*b* error (Euclidean, CIE L*a*b*) within :data:`EDGE_RADIUS` pixels of the
+    ground truth's strong L* edges: where colors bleed across object boundaries.
+
+    A pixel is a strong edge when its L* changes by more than :data:`EDGE_STEP` across its two
+    neighbours, horizontally or vertically. Scored at a photo's own size (``--native``) it shows
+    how well predicted colors stop at edges; a photo without any strong edge scores NaN
+    (left out of set means).
+    """
+    pred, target = _pair(pred, target)
+    lab_p, lab_t = rgb_to_lab(pred), rgb_to_lab(target)
+    return _edge_ab(lab_t[..., 0], lab_p[..., 1:], lab_t[..., 1:])
+
+
+def _edge_band(l: np.ndarray) -> np.ndarray:
+    """Boolean (H, W): the pixels within :data:`EDGE_RADIUS` (a square) of a strong L* edge of ``l`` (H, W)."""
+    edges = np.zeros(l.shape, bool)
+    edges[1:-1, :] |= np.abs(l[2:, :] - l[:-2, :]) > EDGE_STEP
+    edges[:, 1:-1] |= np.abs(l[:, 2:] - l[:, :-2]) > EDGE_STEP
+    return _dilate(_dilate(edges, axis=0), axis=1)
+
+
+def _dilate(mask: np.ndarray, *, axis: int) -> np.ndarray:
+    """A boolean mask grown by :data:`EDGE_RADIUS` along ``axis`` (a running count over the window)."""
+    r = EDGE_RADIUS
+    counts = np.cumsum(np.pad(mask, [(r + 1, r) if a == axis else (0, 0) for a in range(mask.ndim)]), axis=axis, dtype=np.int32)
+    n = mask.shape[axis]
+    upper = np.take(counts, np.arange(2 * r + 1, n + 2 * r + 1), axis=axis)
+    lower = np.take(counts, np.arange(0, n), axis=axis)
+    return upper > lower
+
+
+def _edge_ab(l_t: np.ndarray, ab_p: np.ndarray, ab_t: np.ndarray) -> np.ndarray:
+    out = np.full(len(l_t), np.nan)
+    for i in range(len(l_t)):
+        band = _edge_band(l_t[i])
+        if band.any():
+            diff = ab_p[i][band] - ab_t[i][band]
+            out[i] = float(np.sqrt(np.square(diff).sum(axis=1)).mean(dtype=np.float64))
+    return out
+
+
 def _ab(images: np.ndarray) -> np.ndarray:
     """a*b* (B, H·W, 2) float32 (a view into the L*a*b* conversion)."""
     return rgb_to_lab(images).reshape(len(images), -1, 3)[..., 1:]
@@ -241,7 +286,7 @@ def _spurious(ab_p: np.ndarray, ab_t: np.ndarray) -> np.ndarray:
 
 
 def score_batch(pred: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
-    """All per-image metrics of a batch: keys ``psnr, ssim, cf_pred, cf_true, auc, spurious``, float64 ``(B,)``.
+    """All per-image metrics of a batch: keys ``psnr, ssim, cf_pred, cf_true, auc, spurious, edge_ab``, float64 ``(B,)``.
 
     ``pred`` and ``target`` are sRGB uint8 of one shape ``(B, H, W, 3)``, H and W at least 11
     (SSIM's window); a mismatch raises :class:`ValueError`.
@@ -253,23 +298,32 @@ def score_batch(pred: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
         "cf_pred": colorfulness(pred),
         "cf_true": colorfulness(target),
     }
-    ab_p, ab_t = _ab(pred), _ab(target)  # one Lab conversion for both ab metrics
-    return scores | {"auc": _auc(ab_p, ab_t), "spurious": _spurious(ab_p, ab_t)}
+    lab_p, lab_t = rgb_to_lab(pred), rgb_to_lab(target)  # one Lab conversion for every ab metric
+    ab_p, ab_t = lab_p.reshape(len(pred), -1, 3)[..., 1:], lab_t.reshape(len(pred), -1, 3)[..., 1:]
+    return scores | {"auc": _auc(ab_p, ab_t), "spurious": _spurious(ab_p, ab_t),
+                     "edge_ab": _edge_ab(lab_t[..., 0], lab_p[..., 1:], lab_t[..., 1:])}
 
 
 def summarize(per_image: Mapping[str, Sequence[float] | np.ndarray]) -> dict[str, float]:
-    """Set-level numbers from per-image scores: the mean of each metric, plus two more.
+    """Set-level numbers from per-image scores: the mean of each metric, plus three more.
 
     ``delta_cf`` is ``|mean cf_pred - mean cf_true|``: the difference of the set means, as
     DDColor reports ΔCF (not the mean of per-image differences, which would also count
-    images that are too colorful against ones that are too dull). ``psnr_capped`` counts
-    the images whose PSNR hit :data:`PSNR_CAP_DB` (identical to the ground truth).
+    images that are too colorful against ones that are too dull). ``blotched`` is the share of
+    photos (in %) with more than :data:`BLOTCHED_SHARE` % of their pixels spurious: the photos a
+    user would reject. ``psnr_capped`` counts the images whose PSNR hit :data:`PSNR_CAP_DB`
+    (identical to the ground truth). ``edge_ab`` is the mean over the photos that have strong edges
+    (absent when none has).
     """
     values = {k: np.asarray(per_image[k], dtype=np.float64).ravel() for k in METRIC_KEYS}
     n = {len(v) for v in values.values()}
     if len(n) != 1 or 0 in n:
         raise ValueError(f"per-image scores must be non-empty and of one length, got {sorted(n)}")
+    edges = values.pop("edge_ab")
     summary = {k: float(v.mean()) for k, v in values.items()}
+    if not np.isnan(edges).all():
+        summary["edge_ab"] = float(np.nanmean(edges))
     summary["delta_cf"] = abs(summary["cf_pred"] - summary["cf_true"])
+    summary["blotched"] = float((values["spurious"] > BLOTCHED_SHARE).mean() * 100.0)
     summary["psnr_capped"] = int((values["psnr"] >= PSNR_CAP_DB).sum())
     return summary

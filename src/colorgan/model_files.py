@@ -4,23 +4,26 @@
 A model folder holds ``model.json`` (architecture, color normalization, provenance) beside
 ``model.safetensors`` (the weights, for PyTorch: training, fine-tuning, ``--backend torch``)
 and, for inference without PyTorch, ``model.onnx`` (written from the weights by ``colorgan
-export``, which records the weights' hash in it, so a stale ONNX file is recognized).
+export``, which records the weights' hash in it, so a stale ONNX file is recognized). A model
+that a GAN run trained may also keep its critic, ``critic.safetensors``, for the next run.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from .color import AB_SCALE, L_SCALE
-from .errors import UserError
+from .errors import UserError, parse_json
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "model.json"
 ONNX_NAME = "model.onnx"
+# The PatchGAN that trained the model, kept beside it so a later GAN run continues the
+# adversarial game instead of facing a new critic (training only; not part of an installed package).
+CRITIC_NAME = "critic.safetensors"
 FORMAT_VERSION = 1
 MODELS_DIR = Path(__file__).parent / "assets" / "models"
 DEFAULT_MODEL = "default"
@@ -90,9 +93,10 @@ def read_model_json(path: str | Path) -> tuple[Path, dict[str, Any]]:
     if not config.is_file():
         raise UserError(f"{weights} has no {CONFIG_NAME} beside it describing its architecture")
     try:
-        meta = json.loads(config.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {config}: {exc}") from None
+        text = config.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {config}: {exc.strerror or exc}") from None
+    meta = parse_json(text, source=str(config))
     if not isinstance(meta, dict) or meta.get("format") != "colorgan" or "generator" not in meta:
         raise UserError(f"{config} is not a colorgan model description")
     problem = model_json_problem(meta)
@@ -121,3 +125,23 @@ def weights_sha256(weights: Path) -> str:
     """The SHA-256 of a weights file (cached per file version): what ``model.onnx`` records of its source."""
     stat = weights.stat()
     return _file_sha256(weights.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+def copy_model(weights: Path, folder: Path, *, with_onnx: bool = True) -> Path:
+    """Copy a model's files (its weights, ``model.json``, and with ``with_onnx`` its ``model.onnx``
+    when there is one beside them) into ``folder`` under the standard names, each atomically, the
+    weights first (a ``model.json`` always has its weights); returns the new weights' path.
+    No PyTorch needed: a model on disk is files."""
+    import shutil
+
+    from .files import atomic_output
+
+    folder = Path(folder)
+    copies = [(weights, WEIGHTS_NAME), (weights.with_name(CONFIG_NAME), CONFIG_NAME)]
+    onnx = onnx_beside(weights)
+    if with_onnx and onnx is not None:
+        copies.append((onnx, ONNX_NAME))
+    for source, name in copies:
+        with atomic_output(folder / name) as tmp:
+            shutil.copyfile(source, tmp)
+    return folder / WEIGHTS_NAME

@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from .color import looks_colored, luminance
+from .color import color_kind, luminance
 from .errors import PhotoError, PhotoTooLarge
 
 log = logging.getLogger(__name__)
@@ -58,15 +58,15 @@ class Photo:
         """The full-resolution L* (H, W) float32 in [0, 100], as :func:`colorgan.color.rgb_to_lab` gives it."""
         return luminance(self.pixels()[0])
 
-    def looks_colored(self) -> bool:
-        """Whether the photo is in genuine color, by :func:`colorgan.color.looks_colored` on a thumbnail
-        of at most 256 px; a photo decoded to one channel is gray without looking."""
+    def color_kind(self) -> str:
+        """``"gray"``, ``"toned"`` (one hue, as a sepia print) or ``"color"``: :func:`colorgan.color.color_kind`
+        on a thumbnail; a photo decoded to one channel is gray without looking."""
         if self.image.mode not in ("RGB", "RGBA"):
-            return False
+            return "gray"
         width, height = self.image.size
         scale = min(1.0, 256 / max(width, height))
         small = self.image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BILINEAR)
-        return looks_colored(np.asarray(small)[..., :3])
+        return color_kind(np.asarray(small)[..., :3])
 
 
 @contextlib.contextmanager
@@ -151,6 +151,8 @@ def _from_array(array: np.ndarray) -> Image.Image:
 
 
 def _decode(img: Image.Image, source: str) -> Photo:
+    if 0 in img.size:
+        raise PhotoError(source, f"has no pixels ({img.size[0]}×{img.size[1]})")
     icc = img.info.get("icc_profile")
     if img.getexif().get(ExifTags.Base.Orientation, 1) != 1:
         img = ImageOps.exif_transpose(img)
@@ -181,21 +183,26 @@ def _standard_mode(img: Image.Image, source: str) -> Image.Image:
 
 def _wide_gray(values: np.ndarray, source: str) -> np.ndarray:
     """I and F images declare no range: read them as [0, 1], [0, 255] or [0, 65535], the first
-    that holds them, else stretch their own range (32-bit sensor data, negative values) to it.
+    that holds nearly all of them (99 % of the pixels), else stretch to their 99th percentile
+    (32-bit sensor data); negative values are clipped to black unless most of the photo is
+    negative (signed data, stretched from its 1st percentile). A small block of outliers
+    (a masked area at -5, a hot pixel) is clipped, never allowed to wash out the photo.
 
     NaN and infinite pixels (masked or failed measurements) count as black; they do not enter
     the range, so one of them cannot turn the rest of the photo black.
     """
-    values = values.astype(np.float64)
+    values = values.astype(np.float32)
     finite = np.isfinite(values)
     if not finite.any():
         raise PhotoError(source, "no pixel has a finite value (all NaN or infinite)")
-    low, top = values[finite].min(), values[finite].max()
-    if low >= 0 and top <= 65535:
-        low, scale = 0.0, next((t for t in (1.0, 255.0) if top <= t), 65535.0)
+    sample = values[finite][:: max(1, int(finite.sum()) // 1_000_000)]  # percentiles of a 100 MP scan: a subsample
+    low, median, top = (float(v) for v in np.percentile(sample, [1, 50, 99]))
+    if median >= 0:
+        low = 0.0
+        scale = next((t for t in (1.0, 255.0, 65535.0) if top <= t), top)
     else:
         scale = max(top - low, 1e-12)
-    unit = np.where(finite, (values - low) / scale, 0.0)
+    unit = np.where(finite, (values - low) / np.float32(scale), 0.0)
     return (np.clip(unit, 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
 
 

@@ -3,6 +3,13 @@
 The model only sees a size×size thumbnail. Its ab is upsampled and joined to the photo's own
 full-resolution L* in horizontal stripes, spread over a thread pool (NumPy releases the GIL),
 so the memory used beyond the input and output pixels is bounded by the stripe, not the photo.
+
+Plain bilinear upsampling smears each model pixel's color over (photo / size) pixels, so on a
+big photo a red motorcycle tints the floor beside it. Given the model's own input L* as a
+guide, :func:`recombine` instead upsamples the coefficients of a guided filter (He et al.
+2013, in its fast form of He & Sun 2015): locally ab ≈ A·f(L*) + B, fitted on the model's grid
+and applied to the photo's full-resolution f(L*), so color changes where the photo's lightness
+changes, at the photo's own resolution, and stays smooth where the lightness is flat.
 """
 
 from __future__ import annotations
@@ -32,6 +39,13 @@ COLUMNS_FIRST_MAX = 1 << 22
 # target size, then resamples bicubically: Pillow's docs call a gap of 3 indistinguishable from a
 # plain bicubic resize, and a 12 MP photo becomes the model's input ~10x faster.
 REDUCING_GAP = 3.0
+# The guided filter's window radius on the model's grid and its regularization, in f(L*) units
+# ((L* + 16) / 116): a window whose lightness varies by much less than ~7 L* keeps the smooth
+# model colors; across a stronger step, ab follows the step. Chosen on training photos
+# (tools/tune_upsampling.py), not on the validation set.
+GUIDE_RADIUS = 2
+GUIDE_EPS = (7.0 / 116.0) ** 2
+UPSAMPLINGS = ("guided", "bilinear")
 
 
 def model_input(photo: Photo, size: int) -> np.ndarray:
@@ -43,19 +57,23 @@ def model_input(photo: Photo, size: int) -> np.ndarray:
     """
     image = photo.image
     color = image.convert(image.mode[:-1]) if photo.has_alpha else image
-    small = color.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=REDUCING_GAP)
+    # Pillow's box reduction has no 16-bit gray mode: such scans are resampled in one pass (still bounded memory).
+    gap = REDUCING_GAP if color.mode in ("L", "RGB") else None
+    small = color.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=gap)
     return normalize_l(luminance_of(np.asarray(small)))[None].astype(np.float32)
 
 
 def recombine(photo: Photo, ab_norm: np.ndarray, *, luminance: np.ndarray | None = None,
-              bits: int = 8) -> Image.Image | np.ndarray:
+              bits: int = 8, guide: np.ndarray | None = None) -> Image.Image | np.ndarray:
     """Join predicted normalized ab (2, S, S) to the photo's own L*: RGB (RGBA with alpha) at full size.
 
     ``bits=8`` gives a PIL image; ``bits=16`` a uint16 array (H, W, 3 or 4), for 16-bit scans.
     ``luminance`` is the photo's L* (H, W) when already known (a photo colorized repeatedly);
-    by default each stripe's is computed from its pixels.
+    by default each stripe's is computed from its pixels. ``guide`` is the model's input
+    ((1, S, S) normalized L*, from :func:`model_input`): with it, the colors follow the photo's
+    full-resolution edges (see the module docstring); without it, ab is upsampled bilinearly.
 
-    ab is upsampled bilinearly (as torch's ``F.interpolate`` with ``align_corners=False``)
+    The upsampling (bilinear, as torch's ``F.interpolate`` with ``align_corners=False``) runs
     stripe by stripe, so no full-size float array exists and the memory beyond the input and
     output pixels is bounded by the stripe and S×S, whatever the photo's aspect ratio. A photo
     at most S wide has ab resized to its width once (at most S×S); a wider one has each
@@ -65,6 +83,9 @@ def recombine(photo: Photo, ab_norm: np.ndarray, *, luminance: np.ndarray | None
         raise ValueError(f"bits must be 8 or 16, got {bits}")
     width, height = photo.image.size
     ab = denormalize_ab(np.asarray(ab_norm, dtype=np.float32))
+    guided = guide is not None
+    if guided:  # what is upsampled are the filter's coefficients: A (2 maps) then B (2 maps)
+        ab = guided_coefficients(np.asarray(guide, np.float32).reshape(ab.shape[1:]), ab)
     columns_first = ab.shape[1] * width <= COLUMNS_FIRST_MAX
     if columns_first:  # each stripe then only blends two rows
         ab = _lerp(ab, _bilinear(ab.shape[-1], width), axis=2)
@@ -80,6 +101,9 @@ def recombine(photo: Photo, ab_norm: np.ndarray, *, luminance: np.ndarray | None
         ab_rows = _lerp(ab, _bilinear(ab.shape[1], height, top, bottom), axis=1)
         if not columns_first:
             ab_rows = _lerp(ab_rows, columns, axis=2)
+        if guided:
+            coefficients, ab_rows = ab_rows, ab_rows[2:]
+            ab_rows += coefficients[:2] * fy
         out[top:bottom, :, :3] = to_srgb(y, fy, ab_rows, bits=bits)
         if alpha is not None:
             out[top:bottom, :, 3:] = alpha if bits == 8 else alpha.astype(np.uint16) * 257
@@ -87,6 +111,43 @@ def recombine(photo: Photo, ab_norm: np.ndarray, *, luminance: np.ndarray | None
     with ThreadPoolExecutor(_threads()) as pool:
         list(pool.map(stripe, range(0, height, rows)))
     return Image.fromarray(out) if bits == 8 else out
+
+
+def guided_coefficients(l_norm: np.ndarray, ab: np.ndarray, *, radius: int | None = None,
+                        eps: float | None = None) -> np.ndarray:
+    """The fast guided filter's coefficients (4, S, S) float32 on the model's grid: ``A`` (a*, b*)
+    then ``B`` (a*, b*), box-averaged, such that ab ≈ A·f + B for the f(L*) = (L* + 16) / 116 of
+    the guide ``l_norm`` (S, S) (normalized L*, as the model sees it) and of the full-size photo.
+
+    Per window of ``(2 radius + 1)²`` cells: ``A = cov(f, ab) / (var(f) + eps)``, ``B = mean(ab) -
+    A mean(f)``, then both averaged over the same windows (He et al. 2013). Windows are cut at
+    the borders (the averages are over the cells inside). ``radius`` and ``eps`` default to
+    :data:`GUIDE_RADIUS` and :data:`GUIDE_EPS`.
+    """
+    radius = GUIDE_RADIUS if radius is None else radius
+    eps = GUIDE_EPS if eps is None else eps
+    f = ((np.asarray(l_norm, np.float32) + 1.0) * 50.0 + 16.0) / 116.0
+    mean_f, mean_ab = _box(f, radius), _box(ab, radius)
+    var_f = _box(f * f, radius) - mean_f * mean_f
+    cov = _box(ab * f, radius) - mean_ab * mean_f
+    a = cov / (var_f + np.float32(eps))
+    b = mean_ab - a * mean_f
+    return np.concatenate([_box(a, radius), _box(b, radius)]).astype(np.float32)
+
+
+def _box(values: np.ndarray, radius: int) -> np.ndarray:
+    """Mean over the ``(2 radius + 1)²`` window around each cell of the last two axes, cut at the borders."""
+    out = np.asarray(values, np.float64)
+    for axis in (-2, -1):
+        n = out.shape[axis]
+        sums = np.cumsum(out, axis=axis)
+        sums = np.concatenate([np.zeros_like(np.take(sums, [0], axis=axis)), sums], axis=axis)
+        hi = np.minimum(np.arange(n) + radius + 1, n)
+        lo = np.maximum(np.arange(n) - radius, 0)
+        shape = [1] * out.ndim
+        shape[axis] = n
+        out = (np.take(sums, hi, axis=axis) - np.take(sums, lo, axis=axis)) / (hi - lo).reshape(shape)
+    return out.astype(np.float32)
 
 
 def _bilinear(src: int, dst: int, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,14 +8,13 @@ generator with conditioning channels; the output is ``ab``.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, parse_json
 from .model_files import model_json_problem
 
 log = logging.getLogger(__name__)
@@ -39,20 +38,28 @@ class OnnxModel:
         try:
             self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime's errors derive from Exception directly
-            raise UserError(f"cannot load ONNX model {source}: {exc}") from None
+            raise UserError(f"cannot load ONNX model {source}: {_first_line(exc)}") from None
         props = self._session.get_modelmeta().custom_metadata_map
         if META_KEY not in props or MULTIPLE_KEY not in props:
             raise UserError(f"{source} was not written by `colorgan export onnx` (no colorgan metadata)")
         try:
-            self.meta: dict[str, Any] = json.loads(props[META_KEY])
+            self.meta: dict[str, Any] = parse_json(props[META_KEY], source=f"{source}'s colorgan metadata")
             self.size_multiple = int(props[MULTIPLE_KEY])
-        except (json.JSONDecodeError, ValueError):
+        except (UserError, ValueError):
             raise UserError(f"{source} has damaged colorgan metadata") from None
         problem = model_json_problem(self.meta) if isinstance(self.meta, dict) else "not a mapping"
         if problem or not 1 <= self.size_multiple <= self.meta["size"]:
             raise UserError(f"{source}: {problem or f'size_multiple {self.size_multiple} does not fit its size'}")
         self.weights_sha256: str | None = props.get(SOURCE_KEY)
+        self.source = source
         shapes = {node.name: node.shape for node in self._session.get_inputs()}
+        outputs = {node.name: node.shape for node in self._session.get_outputs()}
+        if (set(shapes) not in ({"l"}, {"l", "cond"}) or "ab" not in outputs
+                or any(len(shape) != 4 for shape in [*shapes.values(), outputs["ab"]])
+                or shapes["l"][1] != 1 or outputs["ab"][1] != 2
+                or ("cond" in shapes and not isinstance(shapes["cond"][1], int))):
+            raise UserError(f"{source} does not take normalized L* (B, 1, H, W) and give ab (B, 2, H, W) "
+                            f"as colorgan's models do (inputs {shapes}, outputs {outputs})")
         self.cond_channels = int(shapes["cond"][1]) if "cond" in shapes else 0
 
     @classmethod
@@ -64,5 +71,15 @@ class OnnxModel:
         if self.cond_channels:
             cond = cond if cond is not None else np.zeros((l_norm.shape[0], self.cond_channels, *l_norm.shape[2:]), np.float32)
             feed["cond"] = np.ascontiguousarray(cond, dtype=np.float32)
-        (ab,) = self._session.run(["ab"], feed)
+        try:
+            (ab,) = self._session.run(["ab"], feed)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's errors derive from Exception directly
+            raise UserError(f"ONNX Runtime could not run {self.source}: {_first_line(exc)}") from None
         return ab
+
+
+def _first_line(exc: Exception) -> str:
+    """ONNX Runtime's messages run over several lines (its C++ source position, the node's
+    attributes): the first says what went wrong."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -23,7 +23,7 @@ from .errors import UserError
 from .training.hints import simulate_hints
 from .training.checkpoint import KEEP_CHECKPOINTS, Checkpointer, RunState, latest_checkpoint
 from .training.config import TrainConfig
-from .training.photos import scan_photos
+from .training.photos import photos_color_prior, scan_photos
 from .training.runlog import VAL_COLUMNS, RunLog
 from .training.trainer import (
     Nets,
@@ -69,22 +69,27 @@ def run_training(cfg: TrainConfig) -> TrainResult:
     main = accelerator.is_main_process
     checkpointer = Checkpointer(run=cfg.out)
     checkpoint = checkpointer.resume_point(resume=cfg.resume)
-    scan = scan_photos(find_images(cfg.data, first=cfg.first, last=cfg.last, file_list=cfg.file_list), warn=main)
+    scan = scan_photos(find_images(cfg.data, first=cfg.first, last=cfg.last, file_list=cfg.file_list), warn=main,
+                       min_colorfulness=cfg.min_colorfulness)
     if not scan.usable:
-        raise UserError(f"no usable color photos in {cfg.data}: {len(scan.gray)} grayscale, {len(scan.unreadable)} unreadable")
+        raise UserError(f"no usable color photos in {cfg.data}: {len(scan.gray)} grayscale, {len(scan.unreadable)} unreadable"
+                        + (f", {len(scan.dull)} duller than --min-colorfulness {cfg.min_colorfulness:g}" if scan.dull else ""))
     paths = scan.usable
     set_seed(cfg.seed)
     trainer = Trainer(cfg=cfg, accelerator=accelerator, checkpointer=checkpointer)
+    if cfg.color_head:
+        trainer.set_color_prior(photos_color_prior(paths))
     loader, sampler = photo_loader(cfg, paths)
     sit_out = len(paths) % cfg.batch_size if loader.drop_last else 0  # photos past the last full batch
     loader = accelerator.prepare(loader)
     validator = Validator(cfg=cfg, generator=trainer.published, device=accelerator.device) if main and cfg.val else None
     state = trainer.load(checkpoint) if checkpoint is not None else RunState()
     runlog = RunLog(run=cfg.out, cfg=cfg, enabled=main)
+    dull = f", {len(scan.dull)} dull" if scan.dull else ""
     log.info(
-        "training %s (%s stage) on %d photos: %d found, %d skipped (%d grayscale, %d unreadable); "
+        "training %s (%s stage) on %d photos: %d found, %d skipped (%d grayscale, %d unreadable%s); "
         "%dx%d, batch %d x %d process(es), device %s, precision %s",
-        cfg.generator, cfg.stage, len(paths), scan.found, scan.skipped, len(scan.gray), len(scan.unreadable),
+        cfg.generator, cfg.stage, len(paths), scan.found, scan.skipped, len(scan.gray), len(scan.unreadable), dull,
         cfg.size, cfg.size, cfg.batch_size, accelerator.num_processes, accelerator.device, accelerator.mixed_precision,
     )
     if sit_out:
@@ -100,9 +105,9 @@ def run_training(cfg: TrainConfig) -> TrainResult:
             for batch in loader:
                 runlog.note_skips(batch["skipped"], state.meters)
                 if trainer.all_ranks_have_photos(len(batch["rgb"])):
-                    l, ab = to_model_input(batch["rgb"])
+                    l, ab = to_model_input(batch["rgb"], saturation=cfg.target_saturation)
                     cond = simulate_hints(ab) if cfg.hints else None
-                    losses = trainer.train_step(l, ab, cond=cond)
+                    losses = trainer.train_step(l, ab, cond=cond, step=state.global_step)
                     state.meters.add(losses, len(batch["rgb"]))
                     runlog.step(state.global_step + 1, losses)
                 state.step_in_epoch += 1

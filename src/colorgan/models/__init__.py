@@ -15,7 +15,7 @@ from .artifact import (
     resolve_model,
     save_pretrained,
 )
-from .patchgan import D_NORMS, PatchGAN
+from .patchgan import D_NORMS, PatchGAN, load_critic, save_critic
 from .registry import (
     GENERATORS,
     Generator,
@@ -44,11 +44,13 @@ __all__ = [
     "complete_spec",
     "generator_options",
     "generator_spec",
+    "load_critic",
     "load_pretrained",
     "load_state_dict_checked",
     "read_model_json",
     "read_weights",
     "register_generator",
     "resolve_model",
+    "save_critic",
     "save_pretrained",
 ]

@@ -44,6 +44,11 @@ class Generator(nn.Module):
     #: Submodules that exist only for the conditioning channels (zero-initialized, so a model
     #: without conditioning can be widened into this one: :func:`add_cond_channels`).
     cond_modules: tuple[str, ...] = ()
+    #: Submodules of an optional head that reads the network's features (the color head): a model
+    #: without one is given a fresh one to train (:func:`add_head_modules`).
+    head_modules: tuple[str, ...] = ()
+    #: Constructor arguments that only say how the published model answers (not its weights).
+    inference_options: tuple[str, ...] = ()
     config: dict[str, Any]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -76,8 +81,23 @@ class Generator(nn.Module):
         """Start the encoder from pretrained weights (only where ``has_pretrained_encoder``)."""
         raise UserError(f"the {self.registry_name} generator has no pretrained encoder to load {weights} into")
 
-    def forward(self, l: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Normalized L* (B, 1, H, W) and optional conditioning (B, cond_channels, H, W) -> ab (B, 2, H, W)."""
+    def forward(self, l: torch.Tensor, cond: torch.Tensor | None = None,
+                with_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """Normalized L* (B, 1, H, W) and optional conditioning (B, cond_channels, H, W) -> ab (B, 2, H, W);
+        ``with_logits`` (training): the regression answer and the color head's logits instead."""
+        x = self.stacked(l, cond)
+        return self.predict_with_logits(x) if with_logits else self.predict(x)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on its stacked input (B, in_channels, H, W)."""
+        raise NotImplementedError
+
+    def predict_with_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The regression answer and a color head's logits (None for a generator without one); for training."""
+        return self.predict(x), None
+
+    def stacked(self, l: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """The network's input: L* and the conditioning channels (zeros: none given), checked."""
         h, w = l.shape[-2:]
         if h % self.size_multiple or w % self.size_multiple:
             raise ValueError(
@@ -89,11 +109,7 @@ class Generator(nn.Module):
         if self.cond_channels:
             cond = cond if cond is not None else l.new_zeros(l.shape[0], self.cond_channels, h, w)
             l = torch.cat([l, cond.to(l.dtype)], dim=1)
-        return self.predict(l)
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """The network on its stacked input (B, in_channels, H, W)."""
-        raise NotImplementedError
+        return l
 
 
 def _capture_config(init: Callable[..., None]) -> Callable[..., None]:

@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import UserError
+from .color_classes import ColorHead
 from .registry import Generator, register_generator
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class ResUNetGenerator(Generator):
     size_multiple = 32
     has_pretrained_encoder = True
     cond_modules = ("cond_inject",)
+    head_modules = ("color_head",)
+    inference_options = ("chroma_gamma", "annealed_blend")
 
     def __init__(
         self,
@@ -54,7 +57,14 @@ class ResUNetGenerator(Generator):
         encoder: str = "efficientnet_lite0",
         decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
         cond_channels: int = 0,
+        color_head: bool = False,
+        chroma_gamma: float = 0.0,
+        annealed_blend: float = 0.0,
     ) -> None:
+        """``color_head`` adds a classification view of color on the last decoder stage but one
+        (half the input's resolution; :class:`~colorgan.models.color_classes.ColorHead`), and
+        ``chroma_gamma`` / ``annealed_blend`` say how its distribution shapes the answer (0, 0:
+        not at all, as in training)."""
         super().__init__(cond_channels=cond_channels)
         if encoder not in ENCODERS:
             raise UserError(f"unknown encoder {encoder!r}; choose one of: {', '.join(ENCODERS)}")
@@ -75,6 +85,7 @@ class ResUNetGenerator(Generator):
         ) if cond_channels else None
         for conv in self.cond_inject or []:
             nn.init.zeros_(conv.weight)
+        self.color_head = ColorHead(in_channels=decoder_channels[-2], gamma=chroma_gamma, blend=annealed_blend) if color_head else None
 
     @property
     def encoder(self) -> nn.Module:
@@ -85,14 +96,35 @@ class ResUNetGenerator(Generator):
         return self.unet.encoder.out_channels[-1]
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        if self.cond_inject is None:
-            return self.unet(x)
+        ab, logits = self.predict_with_logits(x)
+        return ab if logits is None else self.color_head.shape(ab, logits)
+
+    def predict_with_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The regression answer ab and, with a color head, its bin logits at half resolution."""
+        if self.cond_inject is None and self.color_head is None:
+            return self.unet(x), None
         features = self.unet.encoder(x)
-        values, mask = x[:, 1:-1], x[:, -1:]
-        for stage, conv in enumerate(self.cond_inject, start=1):
-            scale = 2**stage  # stage i has stride 2^i (the size is a multiple of 32)
-            features[stage] = features[stage] + conv(_cell_summary(values, mask, scale))
-        return self.unet.segmentation_head(self.unet.decoder(features))
+        if self.cond_inject is not None:
+            values, mask = x[:, 1:-1], x[:, -1:]
+            for stage, conv in enumerate(self.cond_inject, start=1):
+                scale = 2**stage  # stage i has stride 2^i (the size is a multiple of 32)
+                features[stage] = features[stage] + conv(_cell_summary(values, mask, scale))
+        if self.color_head is None:
+            return self.unet.segmentation_head(self.unet.decoder(features)), None
+        decoded, half = self._decode(features)
+        return self.unet.segmentation_head(decoded), self.color_head(half)
+
+    def _decode(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """segmentation-models-pytorch's U-Net decoder, step by step, so that the last stage but one
+        (half resolution) can feed the color head: (the decoder's output, that stage's)."""
+        decoder = self.unet.decoder
+        shapes = [feature.shape[2:] for feature in features][::-1]
+        head, *skips = features[1:][::-1]
+        x, stages = decoder.center(head), []
+        for i, block in enumerate(decoder.blocks):
+            x = block(x, *shapes[i + 1], skip_connection=skips[i] if i < len(skips) else None)
+            stages.append(x)
+        return x, stages[-2]
 
     def load_encoder_weights(self, weights: str) -> None:
         """Initialize the encoder from ImageNet weights: ``"imagenet"`` or a path to a state dict file.

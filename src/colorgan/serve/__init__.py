@@ -10,11 +10,14 @@ One FastAPI app serves both:
 
 Both call one :class:`ColorizeService` (:mod:`.service`) with one :class:`Limiter`
 (:mod:`.limiter`): at most ``concurrency`` photos are colorized at once, at most ``max_queue``
-more wait, and anything beyond is refused at once (503) rather than piling up memory. Slow or
-idle connections get deadlines and per-address caps (:mod:`.connections`), so they cannot
-crowd out the others. Uploads
-are capped while they stream in (:mod:`.uploads`) and photos are checked for their pixel count
-from the header, before anything is decoded. The API keeps its files in a private temporary
+more wait, and anything beyond is refused at once (503) rather than piling up memory. Slow,
+idle or greedy clients get deadlines (a stalled upload is a 408) and per-client caps on what
+they have in flight (503 with Retry-After), counted per address or, behind a trusted reverse
+proxy, per ``X-Forwarded-For`` client (:mod:`.connections`), so they cannot crowd out the
+others. Gradio's upload route takes photos only, a limited number per client, and no answer
+names a server path (:mod:`.gradio_guard`). Uploads are capped while they stream in
+(:mod:`.uploads`) and photos are checked for their pixel count from the header, before
+anything is decoded. The API keeps its files in a private temporary
 folder under names it makes up itself (never one from the request) and deletes each as soon
 as it is no longer needed; a server that starts removes the folders of servers that were
 killed (:mod:`.workdir`). :mod:`.server` puts the pieces together and runs them.

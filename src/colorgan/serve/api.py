@@ -66,10 +66,9 @@ def add_api_routes(api: FastAPI, service: ColorizeService) -> None:
 
 
 def refusal(route: str, exc: RequestError) -> JSONResponse:
-    """A refused request's JSON answer (503s say when to retry); logged in one line."""
+    """A refused request's JSON answer (:meth:`RequestError.response`), logged in one line."""
     log.info("%s -> %d: %s", route, exc.status, exc.message)
-    headers = {"Retry-After": "30"} if exc.status == 503 else None
-    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+    return exc.response()
 
 
 def internal_error(route: str) -> JSONResponse:

@@ -138,7 +138,7 @@ def add_guided_routes(api: FastAPI, service: ColorizeService, store: PhotoStore)
         route = f"POST /api/photos/{{id}}/{'download' if full else 'colorize'}"
         out = service.temp_path(".png")
         try:
-            hints = _hints_of(await receive_json(request, service.settings))
+            hints = _hints_of(await receive_json(request))
             entry = store.get(key)
             started = time.perf_counter()
             if full:  # streamed from disk like the API's answers, never held whole in memory

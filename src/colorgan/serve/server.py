@@ -17,6 +17,7 @@ from ..errors import UserError
 from ..infer import Colorizer
 from .api import add_api_routes
 from .connections import GuardedH11Protocol
+from .gradio_guard import GradioGuard
 from .guided import PhotoStore, add_guided_routes
 from .page import EXAMPLES_DIR, build_page
 from .service import ColorizeService
@@ -28,7 +29,8 @@ GRADIO_FOLDER = "gradio"
 
 
 def create_app(settings: ServeSettings, colorizer: Colorizer | None = None) -> FastAPI:
-    """The whole server: the API routes, the hint editor at ``/guide``, then the Gradio page mounted at ``/``.
+    """The whole server: the API routes, the hint editor at ``/guide``, then the Gradio page mounted at ``/``,
+    all behind :class:`~.gradio_guard.GradioGuard`.
 
     ``colorizer`` reuses an already loaded model (tests); by default ``settings.model`` is loaded.
     """
@@ -38,7 +40,8 @@ def create_app(settings: ServeSettings, colorizer: Colorizer | None = None) -> F
     service = ColorizeService(colorizer, settings)
     # Gradio's uploads and results go inside the server's own folder, so those of a server killed
     # with kill -9 are removed with it at the next start. Gradio reads this when the page is built.
-    os.environ["GRADIO_TEMP_DIR"] = str(service.workdir / GRADIO_FOLDER)
+    gradio_folder = service.workdir / GRADIO_FOLDER
+    os.environ["GRADIO_TEMP_DIR"] = str(gradio_folder)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -50,7 +53,7 @@ def create_app(settings: ServeSettings, colorizer: Colorizer | None = None) -> F
     api = FastAPI(title="colorgan", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     add_api_routes(api, service)  # before the mount at "/", which would otherwise shadow them
     add_guided_routes(api, service, PhotoStore())
-    return gr.mount_gradio_app(
+    app = gr.mount_gradio_app(
         api, build_page(service), path="/",
         max_file_size=settings.max_upload_bytes,
         allowed_paths=[str(EXAMPLES_DIR)],
@@ -59,6 +62,8 @@ def create_app(settings: ServeSettings, colorizer: Colorizer | None = None) -> F
         ssr_mode=False,
         show_error=True,
     )
+    app.add_middleware(GradioGuard, service=service, folder=gradio_folder)
+    return app
 
 
 def url_for(host: str, port: int) -> str:
@@ -89,9 +94,11 @@ def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 7860,
             log.warning("listening on %s: the server is reachable from other machines and has no login", host)
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False,
-            # Slow or idle clients are bounded per address and in all, and time out (see .connections);
+            # Slow or idle clients are bounded per client and in all, and time out (see .connections);
             # uvicorn's own limit_concurrency would count idle connections and answer 503 to everyone.
-            http=GuardedH11Protocol.configured(body_timeout_s=settings.upload_timeout_s),
+            http=GuardedH11Protocol.configured(body_timeout_s=settings.upload_timeout_s,
+                                               trusted_proxies=settings.trusted_networks),
+            proxy_headers=False,  # X-Forwarded-For is the protocol's to judge: from trusted_proxies only
             timeout_keep_alive=5,
             ws="none",  # nothing here speaks WebSocket (Gradio streams over HTTP), so no connection escapes the guard
         )

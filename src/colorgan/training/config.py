@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,10 +13,11 @@ from typing import Any
 import yaml
 
 from ..errors import UserError
+from ..model_files import MAX_TRAINING_SIZE
 
 STAGES = ("pretrain", "gan")
 # What makes a run the run it is: a resume may change how long it trains, never these.
-IDENTITY = ("stage", "generator", "encoder", "size", "hints")
+IDENTITY = ("stage", "generator", "encoder", "size", "hints", "color_head")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 
 
@@ -37,11 +41,17 @@ class TrainConfig:
     lr: float | None = None
     lambda_l1: float = 100.0
     lambda_perceptual: float = 0.0
+    color_head: bool = False
+    lambda_color: float = 1.0
     hints: bool = False
     cond_lr_scale: float = 10.0
     freeze_base: bool = False
     gan_mode: str = "vanilla"
     d_norm: str = "batch"
+    fresh_critic: bool = False
+    critic_warmup: int = 0
+    min_colorfulness: float = 0.0
+    target_saturation: float = 1.0
     balance: float = 0.0
     crop_scale: float | None = None
     ema: float | None = None
@@ -88,12 +98,10 @@ class TrainConfig:
         unknown = sorted(set(values) - set(fields))
         if unknown:
             raise UserError(f"unknown training option(s) {', '.join(unknown)} in {yaml_path or 'the options'}")
-        for key in ("data", "val", "file_list", "init_from", "out"):
-            if values.get(key) is not None:
-                values[key] = Path(values[key])
         if str(values.get("encoder_weights", "")).lower() in ("none", "null", "random"):
             values["encoder_weights"] = None
-        return cls(**values)
+        hints = typing.get_type_hints(cls)
+        return cls(**{key: _typed(key, value, hints[key], yaml_path) for key, value in values.items()})
 
     @property
     def gan(self) -> bool:
@@ -116,7 +124,8 @@ class TrainConfig:
 
         from ..hints import HINT_CHANNELS
 
-        return generator_options(self.generator, {"encoder": self.encoder, "cond_channels": HINT_CHANNELS if self.hints else 0})
+        return generator_options(self.generator, {"encoder": self.encoder, "cond_channels": HINT_CHANNELS if self.hints else 0,
+                                                  "color_head": self.color_head})
 
     def validate(self) -> None:
         """Reject impossible settings before any work starts."""
@@ -130,14 +139,16 @@ class TrainConfig:
             (self.d_norm in D_NORMS, f"--d-norm must be one of {', '.join(D_NORMS)}, got {self.d_norm!r}"),
             (self.mixed_precision in PRECISIONS, f"--mixed-precision must be one of {', '.join(PRECISIONS)}"),
             (self.data is not None, "--data is required: a folder of color photos"),
-            (self.size > 0, f"--size must be positive, got {self.size}"),
+            (0 < self.size <= MAX_TRAINING_SIZE, f"--size must be between 1 and {MAX_TRAINING_SIZE}, got {self.size}"),
             (self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}"),
             (self.epochs > 0, f"--epochs must be positive, got {self.epochs}"),
             (self.learning_rate > 0, "--lr must be positive"),
             (self.lambda_perceptual >= 0, "--lambda-perceptual cannot be negative"),
             (self.cond_lr_scale > 0, "--cond-lr-scale must be positive"),
-            (not self.freeze_base or (self.hints and self.init_from is not None),
-             "--freeze-base trains only the hint layers of a model: it needs --hints and --init-from"),
+            (not self.freeze_base or ((self.hints or self.color_head) and self.init_from is not None),
+             "--freeze-base trains only the layers a run adds to a model: it needs --init-from, and --hints or --color-head"),
+            (self.lambda_color >= 0, "--lambda-color cannot be negative"),
+            (not self.color_head or self.generator == "resunet", "--color-head is a layer of the resunet generator"),
             (self.workers >= 0, "--workers cannot be negative"),
             (self.val_limit > 0, "--val-limit must be positive"),
             (self.samples >= 0, "--samples cannot be negative"),
@@ -146,6 +157,10 @@ class TrainConfig:
             (self.crop_scale is None or 0 < self.crop_scale <= 1, f"--crop-scale must be in (0, 1], got {self.crop_scale}"),
             (self.ema is None or 0 < self.ema < 1, f"--ema must be a decay between 0 and 1, got {self.ema}"),
             (self.max_minutes is None or self.max_minutes > 0, "--max-minutes must be positive"),
+            (self.critic_warmup >= 0, "--critic-warmup cannot be negative"),
+            (self.gan or not self.critic_warmup, "--critic-warmup trains the critic of --stage gan; a pretrain run has none"),
+            (self.min_colorfulness >= 0, "--min-colorfulness cannot be negative"),
+            (0 < self.target_saturation <= 2, f"--target-saturation must be in (0, 2], got {self.target_saturation}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -153,6 +168,42 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def _typed(key: str, value: Any, kind: Any, source: str | Path | None) -> Any:
+    """``value`` as the option's declared type, or a :class:`UserError` naming the option.
+
+    YAML reads ``1e-4`` and ``1.5e9`` (no dot) as strings, so numbers written as strings are
+    read as numbers; a whole-number option takes only a whole number.
+    """
+    kinds = set(typing.get_args(kind)) if isinstance(kind, types.UnionType) else {kind}
+    if value is None and type(None) in kinds:
+        return None
+    flag = f"--{key.replace('_', '-')}"
+    where = f" (in {source})" if source else ""
+    if Path in kinds and isinstance(value, str | Path):
+        return Path(value)
+    if bool in kinds:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{flag} must be true or false, got {value!r}{where}")
+    if int in kinds or float in kinds:
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+        if isinstance(number, bool) or not isinstance(number, int | float) or math.isnan(number):
+            raise UserError(f"{flag} must be a number, got {value!r}{where}")
+        if int in kinds and float not in kinds:
+            if not math.isfinite(number) or number != int(number):
+                raise UserError(f"{flag} must be a whole number, got {value!r}{where}")
+            return int(number)
+        return float(number)
+    if str in kinds and isinstance(value, str):
+        return value
+    raise UserError(f"{flag} must be a single value, got {value!r}{where}")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

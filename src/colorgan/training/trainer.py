@@ -27,16 +27,20 @@ from .lab import model_space_to_rgb, rgb_to_model_space, uint8_to_unit
 from ..data import EpochSampler, PhotoDataset, collate, folder_balance_weights
 from ..errors import UserError
 from ..losses import GANLoss, PerceptualLoss, l1_loss
+from ..model_files import CRITIC_NAME
+from ..models.color_classes import color_loss, rebalancing_weights
 from ..models import (
     Generator,
     PatchGAN,
     add_cond_channels,
     build_generator,
     complete_spec,
-    generator_spec,
+    load_critic,
     load_state_dict_checked,
     read_model_json,
     read_weights,
+    resolve_model,
+    save_critic,
     save_pretrained,
 )
 from .checkpoint import Checkpoint, Checkpointer, RunState
@@ -83,15 +87,21 @@ class Nets:
     opt_d: torch.optim.Optimizer | None = None
     criterion: GANLoss | None = None
     perceptual: PerceptualLoss | None = None
+    color_weights: torch.Tensor | None = None  # with a color head: the rebalanced classes' weights (Q,)
+    lambda_color: float = 1.0
 
 
-def to_model_input(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def to_model_input(rgb: torch.Tensor, *, saturation: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """A uint8 RGB batch (on the training device) -> normalized (L, ab), channels-last.
 
     The Lab conversion runs once per batch on the device; channels-last lets oneDNN (CPU)
     and cuDNN (GPU with mixed precision) pick their fastest convolution kernels.
+    ``saturation`` scales the target chroma (``--target-saturation``: a model trained on
+    slightly stronger colors than the photos' answers less cautiously), within the tanh's range.
     """
     l, ab = rgb_to_model_space(uint8_to_unit(rgb))
+    if saturation != 1.0:
+        ab = (ab * saturation).clamp(-1.0, 1.0)
     return l.contiguous(memory_format=torch.channels_last), ab.contiguous(memory_format=torch.channels_last)
 
 
@@ -103,15 +113,22 @@ def train_step(
     lambda_l1: float,
     accelerator: Accelerator,
     cond: torch.Tensor | None = None,
+    train_generator: bool = True,
 ) -> dict[str, float]:
     """One optimization step of stage 1 (L1 only) or stage 2 (cGAN); returns the paper's loss values.
 
     ``cond`` (e.g. color hints) goes to the generator only; the PatchGAN judges (L, ab) pairs.
+    ``train_generator=False`` (stage 2) trains the critic alone on the generator's outputs
+    (DeOldify's critic pretraining): the generator's losses are reported, not followed.
     """
     generator, opt_g, discriminator, opt_d, criterion = nets.generator, nets.opt_g, nets.discriminator, nets.opt_d, nets.criterion
-    fake = generator(l, cond)
+    with torch.set_grad_enabled(train_generator):
+        if nets.color_weights is None:
+            fake, logits = generator(l, cond), None
+        else:
+            fake, logits = generator(l, cond, with_logits=True)
     if discriminator is None:  # stage 1: the generator alone, L1 (and the perceptual term)
-        reconstruction = _reconstruction_losses(l, fake, ab, nets, lambda_l1=lambda_l1, accelerator=accelerator)
+        reconstruction = _reconstruction_losses(l, fake, ab, nets, lambda_l1=lambda_l1, accelerator=accelerator, logits=logits)
         loss_g = sum(reconstruction.values())
         opt_g.zero_grad(set_to_none=True)
         accelerator.backward(loss_g)
@@ -133,13 +150,15 @@ def train_step(
     # Generator: fool the discriminator and stay close to the truth. The unwrapped D with
     # frozen weights computes only the gradient G needs, outside DDP's gradient sync.
     disc_plain.requires_grad_(False)
-    opt_g.zero_grad(set_to_none=True)
-    with accelerator.autocast():
-        loss_g_gan = criterion(disc_plain(l, fake).float(), real=True)
-    reconstruction = _reconstruction_losses(l, fake, ab, nets, lambda_l1=lambda_l1, accelerator=accelerator)
-    loss_g = loss_g_gan + sum(reconstruction.values())
-    accelerator.backward(loss_g)
-    opt_g.step()
+    with torch.set_grad_enabled(train_generator):
+        with accelerator.autocast():
+            loss_g_gan = criterion(disc_plain(l, fake).float(), real=True)
+        reconstruction = _reconstruction_losses(l, fake, ab, nets, lambda_l1=lambda_l1, accelerator=accelerator, logits=logits)
+        loss_g = loss_g_gan + sum(reconstruction.values())
+    if train_generator:
+        opt_g.zero_grad(set_to_none=True)
+        accelerator.backward(loss_g)
+        opt_g.step()
     d_fake, d_real = loss_d_fake.item(), loss_d_real.item()
     return {
         "Loss_D_fake": d_fake, "Loss_D_real": d_real, "Loss_D": 0.5 * (d_fake + d_real),
@@ -149,12 +168,16 @@ def train_step(
 
 def _reconstruction_losses(
     l: torch.Tensor, fake: torch.Tensor, ab: torch.Tensor, nets: Nets, *, lambda_l1: float, accelerator: Accelerator,
+    logits: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The generator's terms that compare with the truth: L1 on ab, and the perceptual loss on sRGB if the run has one."""
+    """The generator's terms that compare with the truth: L1 on ab, the perceptual loss on sRGB and
+    the color head's rebalanced cross-entropy, each if the run has it."""
     losses = {"Loss_G_L1": l1_loss(fake.float(), ab, weight=lambda_l1)}
     if nets.perceptual is not None:
         with accelerator.autocast():
             losses["Loss_G_perceptual"] = nets.perceptual(model_space_to_rgb(l, fake), model_space_to_rgb(l, ab))
+    if logits is not None:
+        losses["Loss_G_color"] = nets.lambda_color * color_loss(logits, ab, nets.color_weights)
     return losses
 
 
@@ -190,9 +213,9 @@ class Trainer:
         if cfg.size % generator.size_multiple:
             raise UserError(f"--size {cfg.size} does not fit the {cfg.generator} generator: use a multiple of {generator.size_multiple}")
         self.encoder_origin = _init_generator(generator, cfg)
-        if cfg.freeze_base:  # a hint adapter: the model stays exactly --init-from, BatchNorm statistics included
-            _freeze_all_but_hint_paths(generator)
-        discriminator = PatchGAN(norm=cfg.d_norm).to(memory_format=torch.channels_last) if cfg.gan else None
+        if cfg.freeze_base:  # an adapter: the model stays exactly --init-from, BatchNorm statistics included
+            _freeze_all_but_new_layers(generator, hints=cfg.hints and not cfg.color_head)
+        discriminator = _init_critic(cfg) if cfg.gan else None
         generator.to(memory_format=torch.channels_last)
         opt_g = torch.optim.Adam(_param_groups(generator, cfg), lr=cfg.learning_rate, betas=cfg.betas)
         if discriminator is None:
@@ -203,12 +226,19 @@ class Trainer:
             self.nets = Nets(generator, opt_g, discriminator, opt_d, GANLoss(mode=cfg.gan_mode))
         if cfg.lambda_perceptual:
             self.nets.perceptual = PerceptualLoss(weight=cfg.lambda_perceptual).to(accelerator.device, memory_format=torch.channels_last)
+        if cfg.color_head:
+            self.nets.lambda_color = cfg.lambda_color
         # the plain modules (no DDP wrapper): what checkpoints hold and the weight average follows
         self.generator: Generator = accelerator.unwrap_model(self.nets.generator)
         self.discriminator: nn.Module | None = None if discriminator is None else accelerator.unwrap_model(discriminator)
         self.ema = (AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
                     if cfg.ema else None)
         self.photos_per_step = cfg.batch_size * accelerator.num_processes
+
+    def set_color_prior(self, prior: torch.Tensor) -> None:
+        """The training photos' color distribution (:func:`~colorgan.models.color_classes.color_prior`),
+        which the color head's loss is rebalanced by."""
+        self.nets.color_weights = rebalancing_weights(prior + 1.0).to(self.accelerator.device)  # +1: no bin weighs infinitely
 
     @property
     def published(self) -> Generator:
@@ -221,10 +251,14 @@ class Trainer:
             photos = int(self.accelerator.gather(torch.tensor([photos], device=self.accelerator.device)).min())
         return photos > 0
 
-    def train_step(self, l: torch.Tensor, ab: torch.Tensor, cond: torch.Tensor | None = None) -> dict[str, float]:
-        """One step on a batch (normalized L, ab and optional conditioning), then the weight average's update."""
-        losses = train_step(l, ab, self.nets, lambda_l1=self.cfg.lambda_l1, accelerator=self.accelerator, cond=cond)
-        if self.ema is not None:
+    def train_step(self, l: torch.Tensor, ab: torch.Tensor, cond: torch.Tensor | None = None, *,
+                   step: int = 0) -> dict[str, float]:
+        """Global step ``step`` on a batch (normalized L, ab and optional conditioning), then the weight
+        average's update. The first ``--critic-warmup`` steps train only the critic."""
+        warming = step < self.cfg.critic_warmup
+        losses = train_step(l, ab, self.nets, lambda_l1=self.cfg.lambda_l1, accelerator=self.accelerator, cond=cond,
+                            train_generator=not warming)
+        if self.ema is not None and not warming:
             self.ema.update_parameters(self.generator)
         return losses
 
@@ -253,7 +287,19 @@ class Trainer:
         )
 
     def load(self, checkpoint: Checkpoint) -> RunState:
-        """Restore the networks, optimizers, weight average and RNG of ``checkpoint``; returns where the loop stood."""
+        """Restore the networks, optimizers, weight average and RNG of ``checkpoint``; returns where the loop stood.
+
+        A state that lacks what a resume needs, or holds it in the wrong shape (a hand-edited or
+        foreign ``state.pt``), is a :class:`UserError`.
+        """
+        try:
+            return self._load(checkpoint)
+        except KeyError as exc:
+            raise UserError(f"{checkpoint.folder} cannot be resumed: its state has no {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{checkpoint.folder} cannot be resumed: its state is damaged ({str(exc).splitlines()[0]})") from None
+
+    def _load(self, checkpoint: Checkpoint) -> RunState:
         folder, state = checkpoint.folder, checkpoint.state
         load_state_dict_checked(self.generator, checkpoint.weights("generator"), source=str(folder))
         if self.discriminator is not None:
@@ -275,9 +321,12 @@ class Trainer:
         return run_state
 
     def publish(self, state: RunState) -> None:
-        """Write the inference artifact ``model.safetensors`` + ``model.json`` (main process only)."""
+        """Write the inference artifact ``model.safetensors`` + ``model.json`` and, in stage 2, the
+        critic beside it (``critic.safetensors``, for a later GAN run) (main process only)."""
         if self.accelerator.is_main_process:
             training = _provenance(self.cfg, state.epoch, self.encoder_origin) | {"photos_seen": state.global_step * self.photos_per_step}
+            if self.discriminator is not None:
+                save_critic(self.discriminator, self.cfg.out / CRITIC_NAME)
             save_pretrained(self.published, self.cfg.out, size=self.cfg.size, training=training)
 
 
@@ -285,30 +334,59 @@ def _init_generator(generator: Generator, cfg: TrainConfig) -> str | None:
     """Load ``--init-from`` or the encoder's pretrained weights; returns where the encoder's
     weights ultimately came from (recorded in model.json so later users can tell)."""
     if cfg.init_from is not None:
-        weights, meta = read_model_json(cfg.init_from)
-        spec = generator_spec(generator)
-        source_spec = complete_spec(meta["generator"], meta.get("config", {}))
-        source_cond = source_spec["config"].get("cond_channels", 0)
-        # A model without (or with fewer) conditioning channels is widened with zero kernels:
-        # the run starts out computing exactly what it computed.
-        widen = source_cond < generator.cond_channels
-        if source_spec | {"config": source_spec["config"] | {"cond_channels": generator.cond_channels}} != spec:
+        weights, meta = read_model_json(resolve_model(cfg.init_from))
+        source = complete_spec(meta["generator"], meta.get("config", {}))["config"]
+        own = generator.config
+        # What a run may add to the model it starts from: hint channels (zero kernels) and a color
+        # head (new layers); either way the run starts out computing exactly what the model computed.
+        # How a color head shapes the answer is a setting of the published model, not of its weights.
+        grown = ("cond_channels", "color_head", *generator.inference_options)
+        if {k: v for k, v in source.items() if k not in grown} != {k: v for k, v in own.items() if k not in grown}:
             raise UserError(
                 f"--init-from {cfg.init_from} is a {meta['generator']} {meta.get('config')} model, "
-                f"but this run trains {spec['generator']} {spec['config']}"
+                f"but this run trains {generator.registry_name} {own}"
             )
+        source_cond, widen = source.get("cond_channels", 0), source.get("cond_channels", 0) < generator.cond_channels
         if not widen and source_cond != generator.cond_channels:
-            raise UserError(f"--init-from {cfg.init_from} takes {source_cond} conditioning channels; this run trains {generator.cond_channels}")
+            raise UserError(f"--init-from {cfg.init_from} is a hint-capable model ({source_cond} hint channels) and this run "
+                            "trains one without hints: add --hints (a model cannot lose its hint channels)")
+        if source.get("color_head") and not own.get("color_head"):
+            raise UserError(f"--init-from {cfg.init_from} has a color head: add --color-head (a model cannot lose it)")
         state = read_weights(weights)
         if widen:
             state = add_cond_channels(state, generator, source=str(weights))
-        load_state_dict_checked(generator, state, source=str(weights))
-        log.info("generator initialized from %s%s", weights, " (hint channels added, starting at zero)" if widen else "")
+        fresh = {k: v for k, v in generator.state_dict().items() if k.split(".")[0] in generator.head_modules and k not in state}
+        load_state_dict_checked(generator, state | fresh, source=str(weights))
+        added = [what for what, new in (("hint channels, starting at zero", widen), ("a new color head", bool(fresh))) if new]
+        log.info("generator initialized from %s%s", weights, f" ({'; '.join(added)})" if added else "")
         return meta.get("training", {}).get("encoder_weights")
     if generator.has_pretrained_encoder and cfg.encoder_weights:
         generator.load_encoder_weights(cfg.encoder_weights)
         return cfg.encoder_weights
     return None
+
+
+def _init_critic(cfg: TrainConfig) -> PatchGAN:
+    """Stage 2's PatchGAN: the critic that trained ``--init-from`` (its ``critic.safetensors``) where
+    there is one of the asked-for kind, so the adversarial game goes on; else (or with
+    ``--fresh-critic``) a new one."""
+    critic_file = _critic_beside(cfg.init_from) if cfg.init_from is not None and not cfg.fresh_critic else None
+    critic = None
+    if critic_file is not None:
+        critic = load_critic(critic_file)
+        if critic.config["norm"] != cfg.d_norm:
+            log.info("%s is a %s-norm critic and this run asks --d-norm %s: starting a new critic", critic_file,
+                     critic.config["norm"], cfg.d_norm)
+            critic = None
+        else:
+            log.info("critic continued from %s", critic_file)
+    return (critic or PatchGAN(norm=cfg.d_norm)).to(memory_format=torch.channels_last)
+
+
+def _critic_beside(model: Path) -> Path | None:
+    weights, _ = read_model_json(resolve_model(model))
+    critic = weights.with_name(CRITIC_NAME)
+    return critic if critic.is_file() else None
 
 
 def _input_kernels(generator: Generator) -> list[nn.Parameter]:
@@ -318,11 +396,17 @@ def _input_kernels(generator: Generator) -> list[nn.Parameter]:
             and name.split(".")[0] not in generator.cond_modules]
 
 
-def _freeze_all_but_hint_paths(generator: Generator) -> None:
-    """Train only what hints flow through: the conditioning-only modules and the slices of the
-    input kernels that read the conditioning channels. The L* slice gets no gradient (Adam then
-    never moves it), so with no hints the network computes exactly what it did."""
+def _freeze_all_but_new_layers(generator: Generator, *, hints: bool) -> None:
+    """Train only the layers an adapter run trains on a model: its color head, or with ``hints``
+    what hints flow through (the conditioning-only modules and the slices of the input kernels
+    that read the conditioning channels). The rest gets no gradient (Adam then never moves it),
+    so with no hints the network computes exactly what it did."""
     generator.requires_grad_(False).eval()
+    for name in generator.head_modules:
+        if getattr(generator, name, None) is not None:
+            getattr(generator, name).requires_grad_(True)
+    if not hints:
+        return
     for name in generator.cond_modules:
         getattr(generator, name).requires_grad_(True)
     for kernel in _input_kernels(generator):
@@ -341,7 +425,8 @@ def _param_groups(generator: Generator, cfg: TrainConfig) -> list[dict[str, Any]
     new, rest = [], []
     for name, parameter in generator.named_parameters():
         if parameter.requires_grad:
-            (new if name.split(".")[0] in generator.cond_modules or id(parameter) in fresh else rest).append(parameter)
+            added = name.split(".")[0] in (*generator.cond_modules, *generator.head_modules)
+            (new if added or id(parameter) in fresh else rest).append(parameter)
     groups: list[dict[str, Any]] = [{"params": rest}] if rest else []
     if new:
         groups.append({"params": new, "lr": cfg.learning_rate * cfg.cond_lr_scale})

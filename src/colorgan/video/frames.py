@@ -77,11 +77,11 @@ class FrameColorizer:
         ab = self.colorizer.predict_ab(l_norm, self._cond(hint_lists))
         out = []
         carried = self.state.ab
-        for photo, motion, ab_one in zip(photos, motions, ab, strict=True):
+        for photo, motion, ab_one, l_one in zip(photos, motions, ab, l_norm, strict=True):
             if self.temporal and motion is not None and carried is not None:
                 ab_one = self.stabilizer.blend(motion, carried, ab_one)
             carried = ab_one
-            out.append(np.asarray(render.recombine(photo, ab_one)))  # RGB: frames have no alpha
+            out.append(np.asarray(self.colorizer.recombine(photo, ab_one, l_one)))  # RGB: frames have no alpha
         self.state = TemporalState(lightness=grids[-1], ab=carried, hints=tracked, frame=self.state.frame + len(photos))
         return out
 

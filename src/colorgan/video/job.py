@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..files import atomic_output, publish
+from ..files import atomic_output, publish, same_file
 from . import io
 from .frames import FrameColorizer
 from .settings import VideoSettings
@@ -66,6 +66,8 @@ def colorize_video(colorizer: Colorizer, source: str | Path, output: str | Path,
     Raises :class:`~colorgan.video.io.VideoError` for a video that cannot be read.
     """
     source, output = Path(source), Path(output)
+    if same_file(source, output):
+        raise io.VideoError(str(output), "is the input video; the input is never written: choose another output")
     suffix = output.suffix.lower()
     if suffix not in io.MUXERS:
         raise io.VideoError(str(output), f"colorgan cannot write {suffix or 'suffix-less'} videos; use one of {', '.join(io.MUXERS)}")
@@ -73,6 +75,7 @@ def colorize_video(colorizer: Colorizer, source: str | Path, output: str | Path,
     encoding = io.Encoding.for_output(settings.codec_for(suffix), settings.crf, suffix)
     io.check_codec(encoding.codec, suffix)
     info = io.probe(source)
+    _check_hint_frames(settings, info, source)
     frames = FrameColorizer(colorizer, size=settings.size, temporal=settings.temporal, strength=settings.strength,
                             hints=settings.hints_by_frame())  # its checks come before anything is written
     folder = parts_folder(output)
@@ -91,6 +94,15 @@ def colorize_video(colorizer: Colorizer, source: str | Path, output: str | Path,
         raise  # (a VideoWriteError or an OSError, a full disk say, keeps them for the rerun)
     shutil.rmtree(folder, ignore_errors=True)
     return VideoResult(frames=manifest.frames, resumed_frames=resumed, cuts=frames.cuts)
+
+
+def _check_hint_frames(settings: VideoSettings, info: io.VideoInfo, source: Path) -> None:
+    """Refuse a hint for a frame past the video's end (a typo would otherwise go unused, unsaid).
+    A frame count estimated from duration and rate can be a few frames off, so 5 % are allowed."""
+    total = info.expected_frames()
+    last = max((hint.frame for hint in settings.hints), default=0)
+    if total is not None and last >= total + max(2, total // 20):
+        raise io.VideoError(str(source), f"a hint is for frame {last}, but the video has about {total} frames (0 to {total - 1})")
 
 
 def _colorize_rest(frames: FrameColorizer, info: io.VideoInfo, manifest: _Manifest, settings: VideoSettings,
