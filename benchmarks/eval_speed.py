@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 
-from colorgan.evaluate import EvalSettings, evaluate
-from colorgan.models import DEFAULT_MODEL, MODELS_DIR, bundled_models
-from colorgan.models import build_generator, save_pretrained
+from colorgan.evaluation.evaluate import EvalSettings, evaluate
+from colorgan.model.files import DEFAULT_MODEL, MODELS_DIR, bundled_models
+from colorgan.model.artifact import save_pretrained
+from colorgan.networks import build_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 

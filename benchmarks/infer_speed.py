@@ -46,8 +46,9 @@ def make_jpeg(path: Path) -> Path:
 
 
 def default_model(folder: Path) -> Path:
-    from colorgan.models import DEFAULT_MODEL, MODELS_DIR, bundled_models
-    from colorgan.models import build_generator, save_pretrained
+    from colorgan.model.files import DEFAULT_MODEL, MODELS_DIR, bundled_models
+    from colorgan.model.artifact import save_pretrained
+    from colorgan.networks import build_generator
 
     if DEFAULT_MODEL in bundled_models():
         return MODELS_DIR / DEFAULT_MODEL / "model.safetensors"
@@ -70,7 +71,7 @@ def throughput(predict, batch: int, seconds: float = 4.0) -> float:
 
 def colorgan_pipeline(model: str, jpeg: str, out: str):
     from colorgan import Colorizer
-    from colorgan.files import save_image
+    from colorgan.files.images import save_image
 
     colorizer = Colorizer.from_pretrained(model, device="cpu")
 
@@ -85,8 +86,8 @@ def common_pipeline(model: str, jpeg: str, out: str):
     import torch.nn.functional as F
     from skimage import color
 
-    from colorgan.models import load_pretrained
-    from colorgan.files import PNG_COMPRESS_LEVEL
+    from colorgan.model.artifact import load_pretrained
+    from colorgan.files.images import PNG_COMPRESS_LEVEL
 
     generator, _ = load_pretrained(model)
 

@@ -1,6 +1,6 @@
 """Training throughput (issue 2): colorgan's loop vs the common tutorial loop, in one run.
 
-Both loops run the same GAN step (``colorgan.train.train_step``: PatchGAN + BCE + 100·L1,
+Both loops run the same GAN step (``colorgan.training.loop.train_step``: PatchGAN + BCE + 100·L1,
 Adam) on the same photos at 256 px. They differ only in how they are fed, which is what
 this measures:
 
@@ -31,11 +31,12 @@ from PIL import Image
 from skimage.color import rgb2lab
 from torch.utils.data import DataLoader, Dataset
 
-from colorgan.data import EpochSampler, PhotoDataset, collate
-from colorgan.files import find_images
-from colorgan.losses import GANLoss
-from colorgan.models import PatchGAN, build_generator
-from colorgan.train import Nets, resolve_precision, to_model_input, train_step
+from colorgan.training.data import EpochSampler, PhotoDataset, collate
+from colorgan.files.discovery import find_images
+from colorgan.training.losses import GANLoss
+from colorgan.networks import PatchGAN, build_generator
+from colorgan.training.step import Nets, to_model_input, train_step
+from colorgan.training.trainer import resolve_precision
 
 
 class TutorialDataset(Dataset):

@@ -29,7 +29,7 @@ from PIL import Image
 from common import cpu_name, print_and_record
 
 from colorgan import Colorizer
-from colorgan.files import find_images
+from colorgan.files.discovery import find_images
 from colorgan.video.job import colorize_video
 from colorgan.video.quality import FPS, camera_clip
 from colorgan.video.settings import DEFAULT_CRF, VideoSettings

@@ -2,7 +2,8 @@
 
 Columns: gray input | each model | ground truth (blank for photos that were gray to begin with).
 Val photos are spread evenly over each top-level folder of ``--data`` (the same ones every
-time); ``--photo`` adds named files, such as scikit-image's sample photos. Tiles are 192 px.
+time); ``--photo`` adds named files, such as scikit-image's sample photos. Tiles are ``--tile`` px
+(192 by default; larger to look at the colors at full size).
 
     python docs/make_grid.py --data ../shared/data/val --per-folder 2 \\
         --model old=old_default/model.safetensors --model new=default --out docs/grid.jpg
@@ -18,12 +19,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from colorgan.data import find_images
-from colorgan.evaluate import color_pixels, gray_input
-from colorgan.infer import Colorizer
+from colorgan.files.discovery import find_images
+from colorgan.evaluation.evaluate import color_pixels, gray_input
+from colorgan.colorizer import Colorizer
 from colorgan.photo import read_photo
 
-TILE = 192
+TILE = 192  # px, the default tile
 
 
 def spread(paths: list[Path], count: int) -> list[np.ndarray]:
@@ -57,17 +58,19 @@ def main() -> None:
     parser.add_argument("--photo", type=Path, action="append", default=[], help="a named photo (repeatable)")
     parser.add_argument("--model", action="append", default=[], help="NAME=PATH, in column order")
     parser.add_argument("--size", type=int, help="render size (default: each model's own)")
+    parser.add_argument("--tile", type=int, default=TILE, help="tile size in px")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    tile = args.tile
 
     rows = (rows_from_folders(args.data, args.per_folder) if args.data else []) + [row_from_photo(p) for p in args.photo]
     models = [Colorizer.from_pretrained(spec.split("=", 1)[1]) for spec in args.model]
-    grid = Image.new("RGB", ((len(models) + 2) * TILE, len(rows) * TILE), "white")
+    grid = Image.new("RGB", ((len(models) + 2) * tile, len(rows) * tile), "white")
     for r, (gray, truth) in enumerate(rows):
         tiles = [gray, *(m.colorize(gray, size=args.size) for m in models), truth]
-        for c, tile in enumerate(tiles):
-            if tile is not None:
-                grid.paste(tile.convert("RGB").resize((TILE, TILE), Image.Resampling.LANCZOS), (c * TILE, r * TILE))
+        for c, image in enumerate(tiles):
+            if image is not None:
+                grid.paste(image.convert("RGB").resize((tile, tile), Image.Resampling.LANCZOS), (c * tile, r * tile))
     grid.save(args.out, quality=85, optimize=True)
     print(f"columns: gray | {' | '.join(s.split('=', 1)[0] for s in args.model)} | ground truth -> {args.out}")
 

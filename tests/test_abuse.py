@@ -85,7 +85,7 @@ def _nan_onnx(tiny_model: Path, folder: Path) -> Path:
     import onnx
     from onnx import numpy_helper
 
-    from colorgan.export import export_onnx
+    from colorgan.model.export import export_onnx
 
     out = export_onnx(tiny_model, folder / "nan.onnx")
     proto = onnx.load(str(out))
@@ -115,10 +115,12 @@ def test_the_python_api_never_writes_over_its_input_video(tiny_model, tmp_path):
     film.write_bytes(b"not looked at: refused before reading")
     link = tmp_path / "link.mp4"
     link.symlink_to(film)
+    from colorgan.video.api import colorize_video
+
     colorizer = Colorizer.from_pretrained(tiny_model)
     for output in (film, link, tmp_path / "." / "film.mp4"):
         with pytest.raises(UserError, match="is the input video"):
-            colorizer.colorize_video(film, output)
+            colorize_video(colorizer, film, output)
     assert film.read_bytes() == b"not looked at: refused before reading"
 
 
@@ -147,7 +149,9 @@ def test_numbers_that_yaml_reads_as_strings_are_read_as_numbers():
 def test_a_checkpoint_without_its_optimizer_state_is_one_line(make_photos, tmp_path):
     import torch
 
-    from colorgan.train import TrainConfig, latest_checkpoint, run_training
+    from colorgan.training.checkpoint import latest_checkpoint
+    from colorgan.training.config import TrainConfig
+    from colorgan.training.loop import run_training
 
     data = make_photos(4)
     cfg = dict(stage="pretrain", generator="resunet", encoder_weights=None, data=data, size=32, batch_size=2,
@@ -233,13 +237,13 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_the_first_pho
 def test_a_full_disk_stops_the_job_with_one_line_and_no_half_file(tiny_model, tmp_path, cli, gray_gradient, monkeypatch):
     import errno
 
-    from colorgan import files
+    from colorgan.files import images
 
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(4):
         Image.fromarray(gray_gradient(40, 30, seed=i)).save(photos / f"p{i}.png")
-    real = files._save_image
+    real = images._save_image
     written = []
 
     def fill_up(image, path, **kwargs):
@@ -248,7 +252,7 @@ def test_a_full_disk_stops_the_job_with_one_line_and_no_half_file(tiny_model, tm
         real(image, path, **kwargs)
         written.append(path)
 
-    monkeypatch.setattr(files, "_save_image", fill_up)
+    monkeypatch.setattr(images, "_save_image", fill_up)
     code, out_text, err = cli("colorize", photos, "-o", tmp_path / "out", "--model", tiny_model)
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(lines) == 1 and "No space left on device" in lines[0] and ".tmp" not in lines[0]
@@ -290,6 +294,6 @@ def test_a_16_bit_png_scan_comes_out_as_a_16_bit_png(tmp_path, cli, tiny_model):
     written = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)
     assert written.dtype == np.uint16 and written.shape == (40, 48, 3)
     assert len(np.unique(written[..., 1])) > 256  # more levels than 8 bits hold
-    from colorgan.files import written_by_colorgan
+    from colorgan.files.provenance import written_by_colorgan
 
     assert written_by_colorgan(tmp_path / "out.png")  # tagged as colorgan's, like every output

@@ -34,9 +34,9 @@ def test_train_command_runs_a_config_file_with_flag_overrides(make_photos, tmp_p
         (["--config", "{missing}"], "cannot read config"),
         (["--data", "{photos}", "--init-from", "{missing}"], "no model file"),
         (["--data", "{photos}", "--balance", "2"], "--balance must be between 0 and 1"),
-        (["--data", "{photos}", "--crop-scale", "0"], "--crop-scale must be in (0, 1]"),
-        (["--data", "{photos}", "--ema", "1.5"], "--ema must be a decay"),
-        (["--data", "{photos}", "--max-minutes", "-1"], "--max-minutes must be positive"),
+        (["--data", "{photos}", "--crop-scale", "0"], "--crop-scale must be above 0 and at most 1, got 0"),
+        (["--data", "{photos}", "--ema", "1.5"], "--ema must be above 0 and below 1, got 1.5"),
+        (["--data", "{photos}", "--max-minutes", "-1"], "--max-minutes must be above 0, got -1"),
     ],
 )
 def test_bad_input_is_one_error_line_and_exit_code_2(make_photos, tmp_path, args, message):
@@ -60,7 +60,8 @@ def _invoke(*args: str):
 
 
 def _started_run(make_photos, tmp_path):
-    from colorgan.train import TrainConfig, run_training
+    from colorgan.training.config import TrainConfig
+    from colorgan.training.loop import run_training
 
     run = tmp_path / "run"
     run_training(TrainConfig(stage="pretrain", encoder_weights=None, data=make_photos(4), size=32, batch_size=2,
@@ -114,7 +115,7 @@ def test_train_help_shows_the_defaults_of_train_config():
     from typer.testing import CliRunner
 
     from colorgan.cli import TRAIN_DEFAULTS, app
-    from colorgan.train import TrainConfig
+    from colorgan.training.config import TrainConfig
 
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     assert {k: str(v) for k, v in TRAIN_DEFAULTS.items()} == {k: str(defaults[k]) for k in TRAIN_DEFAULTS}

@@ -5,9 +5,9 @@ import torch
 import pytest
 from PIL import Image
 
-from colorgan.batch import ColorizeJob
-from colorgan.data import EpochSampler, PhotoDataset, collate, folder_balance_weights, load_rgb
-from colorgan.files import find_images
+from colorgan.colorize.job import ColorizeJob
+from colorgan.training.data import EpochSampler, PhotoDataset, collate, folder_balance_weights, load_rgb
+from colorgan.files.discovery import find_images
 from colorgan.errors import UserError
 
 
@@ -32,7 +32,7 @@ def test_training_and_colorize_pick_the_same_files_from_a_folder(tmp_path):
     (root / "notes.txt").write_text("not a photo")
     expected = ["a.jpg", "b.JPEG", "c.png", "e.gif", "sub/d.tif"]
     assert [p.relative_to(root).as_posix() for p in find_images(root)] == expected
-    tasks, _ = ColorizeJob(inputs=[str(root)], out=tmp_path / "out").plan()
+    tasks = ColorizeJob(inputs=[str(root)], out=tmp_path / "out").plan().tasks
     assert [t.source.relative_to(root).as_posix() for t in tasks] == expected
 
 

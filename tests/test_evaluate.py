@@ -17,11 +17,12 @@ from PIL import Image
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from colorgan import Colorizer, evaluate, fid, metrics
+from colorgan import Colorizer
+from colorgan.evaluation import evaluate, fid, metrics
 from colorgan.cli import app
 from colorgan.color import luminance
 from colorgan.errors import UserError
-from colorgan.evaluate import EvalSettings, gray_input, markdown_table
+from colorgan.evaluation.evaluate import EvalSettings, gray_input, markdown_table
 
 runner = CliRunner()
 
@@ -172,7 +173,7 @@ def test_markdown_table_shows_the_report_numbers() -> None:
     [
         (["--baseline", "sepia"], "unknown baseline"),
         (["--baseline", "gray", "--model", "x"], "cannot be combined"),
-        (["--baseline", "gray", "--limit", "0"], "--limit must be a positive number"),
+        (["--baseline", "gray", "--limit", "0"], "--limit must be at least 1, got 0"),
         (["--model", "no/such/model"], "no model file"),
     ],
 )

@@ -16,12 +16,14 @@ from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
-from colorgan import batch
-from colorgan.batch import PENDING_SAVES, READ_AHEAD, ColorizeJob
+from colorgan.colorize import runner
+from colorgan.colorize.job import ColorizeJob
+from colorgan.colorize.runner import PENDING_SAVES, READ_AHEAD
 from colorgan.cli import app
 from colorgan.color import rgb_to_lab
-from colorgan.files import is_lossless_webp, save_image, written_by_colorgan
-from colorgan.infer import Colorizer
+from colorgan.files.images import is_lossless_webp, save_image
+from colorgan.files.provenance import written_by_colorgan
+from colorgan.colorizer import Colorizer
 
 
 def colorize(*args: str | Path) -> tuple[int, str, str]:
@@ -130,13 +132,13 @@ def test_outcomes_keep_the_input_order_and_a_corrupt_file_does_not_stop_the_fold
     middle = bad_file("truncated", root).rename(root / "p3x.jpg")  # a JPEG cut short, between p3 and p4
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "p5.png").write_bytes(b"an earlier output")
-    real_save = batch.save_image
+    real_save = runner.save_image
 
     def slow_then_fast(image, path, **kwargs):  # early photos take longest to write: saves finish out of order
         time.sleep(0.02 * (8 - int(path.stem[1])))
         real_save(image, path, **kwargs)
 
-    monkeypatch.setattr(batch, "save_image", slow_then_fast)
+    monkeypatch.setattr(runner, "save_image", slow_then_fast)
     for batch_size, extra in (("1", []), ("3", ["--overwrite"])):
         report = tmp_path / f"r{batch_size}.json"
         code, _, err = colorize(root, "-o", tmp_path / "out", "--model", tiny_model, "--report", report,
@@ -173,7 +175,7 @@ def test_decoding_and_writing_overlap_the_model_within_their_bounds(
     next_read_started = [threading.Event() for _ in range(n + 1)]
     next_read_started[n].set()
     problems: list[str] = []
-    real_read, real_batch, real_save = batch.read_photo, Colorizer.colorize_batch, batch.save_image
+    real_read, real_batch, real_save = runner.read_photo, Colorizer.colorize_batch, runner.save_image
 
     def read(source):
         with lock:
@@ -206,9 +208,9 @@ def test_decoding_and_writing_overlap_the_model_within_their_bounds(
         with lock:
             saves_done[0] += 1
 
-    monkeypatch.setattr(batch, "read_photo", read)
+    monkeypatch.setattr(runner, "read_photo", read)
     monkeypatch.setattr(Colorizer, "colorize_batch", colorize_batch)
-    monkeypatch.setattr(batch, "save_image", save)
+    monkeypatch.setattr(runner, "save_image", save)
     code, out, err = colorize(root, "-o", tmp_path / "out", "--model", tiny_model)
     assert code == 0 and f"{n} done" in out, err
     assert problems == []
@@ -222,7 +224,7 @@ def test_ctrl_c_stops_at_once_and_leaves_only_whole_outputs(
     for i in range(8):
         Image.fromarray(gray_gradient(32, 24, seed=i)).save(root / f"p{i}.png")
     release = threading.Event()
-    real_batch, real_save = Colorizer.colorize_batch, batch.save_image
+    real_batch, real_save = Colorizer.colorize_batch, runner.save_image
     calls = [0]
 
     def colorize_batch(self, photos, **kwargs):
@@ -236,7 +238,7 @@ def test_ctrl_c_stops_at_once_and_leaves_only_whole_outputs(
         real_save(image, path, **kwargs)
 
     monkeypatch.setattr(Colorizer, "colorize_batch", colorize_batch)
-    monkeypatch.setattr(batch, "save_image", save)
+    monkeypatch.setattr(runner, "save_image", save)
     job = ColorizeJob(inputs=[str(root)], out=tmp_path / "out", model=str(tiny_model))
     start = time.monotonic()
     with pytest.raises(KeyboardInterrupt):

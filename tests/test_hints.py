@@ -24,7 +24,8 @@ from colorgan.hints import (
     read_hints_file,
     truth_hints,
 )
-from colorgan.models import build_generator, save_pretrained
+from colorgan.model.artifact import save_pretrained
+from colorgan.networks import build_generator
 from colorgan.training.hints import simulate_hints
 
 
@@ -255,7 +256,7 @@ def test_truth_hints_reveal_the_true_color_at_fixed_places() -> None:
 @pytest.mark.parametrize("name,config", [("unet", {"base_channels": 8, "num_downs": 5}), ("resunet", {"encoder": "resnet18"})])
 def test_adding_hint_channels_keeps_what_the_model_computes(name: str, config: dict, tmp_path: Path) -> None:
     from colorgan.training.config import TrainConfig
-    from colorgan.training.trainer import _init_generator
+    from colorgan.training.start import init_generator
 
     torch.manual_seed(0)
     automatic = build_generator(name, **config).eval()
@@ -263,7 +264,7 @@ def test_adding_hint_channels_keeps_what_the_model_computes(name: str, config: d
     cfg = TrainConfig(generator=name, hints=True, init_from=tmp_path / "auto", data=tmp_path)
     assert cfg.generator_kwargs()["cond_channels"] == HINT_CHANNELS
     guided = build_generator(name, **config, cond_channels=HINT_CHANNELS)
-    _init_generator(guided, cfg)
+    init_generator(guided, cfg)
     guided.eval()
     assert guided.cond_channels == HINT_CHANNELS
     l = torch.rand(2, 1, 64, 64) * 2 - 1

@@ -13,12 +13,16 @@ import pytest
 import torch
 from PIL import Image
 
-from colorgan import Colorizer, infer
+import colorgan
+from colorgan import Colorizer
+from colorgan.model import backends
 from colorgan.color import color_kind, is_gray, lab_to_srgb8, rgb_to_lab
 from colorgan.errors import PhotoError, PhotoTooLarge, UserError
-from colorgan import model_files
-from colorgan.models import build_generator, save_pretrained
-from colorgan.files import atomic_output, save_image
+from colorgan.model import files as model_files
+from colorgan.model.artifact import save_pretrained
+from colorgan.networks import build_generator
+from colorgan.files.atomic import atomic_output
+from colorgan.files.images import save_image
 from colorgan.photo import open_image, read_photo
 
 
@@ -257,22 +261,22 @@ def test_bundled_models_are_found_by_name(tiny_model: Path, tmp_path: Path, monk
 
 def test_devices_that_do_not_exist_are_rejected() -> None:
     with pytest.raises(UserError, match="unknown device"):
-        infer.resolve_device("tpu")
+        backends.resolve_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="cuda is not available"):
-            infer.resolve_device("cuda")
-    assert infer.resolve_device("cpu").type == "cpu"
+            backends.resolve_device("cuda")
+    assert backends.resolve_device("cpu").type == "cpu"
     for name in ("cuda:x", "cpu:0", "cuda:"):
         with pytest.raises(UserError, match="unknown device"):
-            infer.resolve_device(name)
+            backends.resolve_device(name)
 
 
 def test_one_gpu_of_several_is_named_cuda_n(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert infer.resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert backends.resolve_device("cuda:1") == torch.device("cuda", 1)
     with pytest.raises(UserError, match="cuda:2 is not available"):
-        infer.resolve_device("cuda:2")
+        backends.resolve_device("cuda:2")
 
 
 # --- color detection (--keep-color) -------------------------------------------------------
@@ -414,9 +418,9 @@ def test_written_photos_get_the_permissions_of_a_plain_file(tmp_path):
 
 
 def test_the_bundled_default_model_loads_offline_and_adds_color_to_the_sample() -> None:
-    from colorgan.infer import Colorizer
+    from colorgan.colorizer import Colorizer
 
-    sample = Path(infer.__file__).parent / "assets" / "samples" / "camera.jpg"
+    sample = Path(colorgan.__file__).parent / "assets" / "samples" / "camera.jpg"
     colorizer = Colorizer.from_pretrained()
     out = colorizer.colorize(sample)
     assert out.size == Image.open(sample).size

@@ -17,21 +17,26 @@ from PIL import Image
 
 from colorgan.color import is_gray
 
-from conftest import WITHOUT_TORCH
-
-_RUN_WITHOUT_TORCH = WITHOUT_TORCH + """
+_RUN_CLI = """
 sys.argv = ["colorgan", *sys.argv[1:]]
 from colorgan.cli import main
 main()
 """
 
 
-def colorgan_without_torch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", _RUN_WITHOUT_TORCH, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, check=False)
+@pytest.fixture
+def colorgan_without_torch(without_torch):
+    """``colorgan_without_torch(*args, cwd=..., blocked="")``: ``colorgan ARGS`` in a fresh interpreter
+    without PyTorch (``blocked``: more code run first, to hide another extra too)."""
+
+    def run(*args: str, cwd: Path, blocked: str = "") -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", blocked + without_torch + _RUN_CLI, *args], cwd=cwd,
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    return run
 
 
-def test_colorize_runs_the_bundled_default_without_pytorch(tmp_path: Path) -> None:
+def test_colorize_runs_the_bundled_default_without_pytorch(tmp_path: Path, colorgan_without_torch) -> None:
     run = colorgan_without_torch("colorize", "-q", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     (written,) = (tmp_path / "colorized").iterdir()
@@ -39,7 +44,7 @@ def test_colorize_runs_the_bundled_default_without_pytorch(tmp_path: Path) -> No
     assert not is_gray(out)
 
 
-def test_hints_work_without_pytorch(tmp_path: Path, gray_gradient) -> None:
+def test_hints_work_without_pytorch(tmp_path: Path, gray_gradient, colorgan_without_torch) -> None:
     Image.fromarray(gray_gradient(128, 96)).save(tmp_path / "wall.png")
     run = colorgan_without_torch("colorize", "wall.png", "-o", "guided.png", "--hint", "0.5,0.5,#2050e0", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
@@ -47,7 +52,7 @@ def test_hints_work_without_pytorch(tmp_path: Path, gray_gradient) -> None:
     assert b > a  # blue where the hint asked for blue
 
 
-def test_evaluate_scores_without_pytorch_and_fid_asks_for_the_extra(make_photos, tmp_path: Path) -> None:
+def test_evaluate_scores_without_pytorch_and_fid_asks_for_the_extra(make_photos, tmp_path: Path, colorgan_without_torch) -> None:
     data = make_photos(3)
     run = colorgan_without_torch("evaluate", "--data", str(data), "--out", "report.json", "-q", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
@@ -64,7 +69,7 @@ def test_evaluate_scores_without_pytorch_and_fid_asks_for_the_extra(make_photos,
     ("export", "onnx", "--out", "x.onnx"),
     ("export", "bundle", "runs/x", "out"),
 ])
-def test_what_needs_pytorch_says_what_to_install_in_one_line(args: tuple[str, ...], tmp_path: Path) -> None:
+def test_what_needs_pytorch_says_what_to_install_in_one_line(args: tuple[str, ...], tmp_path: Path, colorgan_without_torch) -> None:
     run = colorgan_without_torch(*args, cwd=tmp_path)
     assert run.returncode == 2, run.stderr
     lines = run.stderr.strip().splitlines()
@@ -83,28 +88,26 @@ def test_the_server_colorizes_without_pytorch(start_server, jpeg_bytes, tmp_path
     assert Image.open(io.BytesIO(response.content)).size == (200, 150)
 
 
-def test_videos_without_the_video_extra_say_what_to_install_in_one_line(tmp_path: Path) -> None:
+def test_videos_without_the_video_extra_say_what_to_install_in_one_line(tmp_path: Path, colorgan_without_torch) -> None:
     (tmp_path / "film.mp4").write_bytes(b"\x00" * 64)  # never opened: the missing extra is said first
     blocked = "import sys; sys.modules.update(dict.fromkeys(['av', 'cv2']))\n"
-    run = subprocess.run([sys.executable, "-c", blocked + _RUN_WITHOUT_TORCH, "colorize", "film.mp4"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300, check=False)
+    run = colorgan_without_torch("colorize", "film.mp4", cwd=tmp_path, blocked=blocked)
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [
         "error: film.mp4 is a video; colorizing videos needs PyAV and OpenCV, which this install lacks: pip install 'colorgan[video]'"]
     assert not (tmp_path / "colorized").exists()
 
 
-def test_the_ray_engine_without_the_cluster_extra_says_what_to_install_in_one_line(tmp_path: Path, gray_gradient) -> None:
+def test_the_ray_engine_without_the_cluster_extra_says_what_to_install_in_one_line(tmp_path: Path, gray_gradient, colorgan_without_torch) -> None:
     Image.fromarray(gray_gradient(48, 32)).save(tmp_path / "scan.png")
     blocked = "import sys; sys.modules['ray'] = None\n"
-    run = subprocess.run([sys.executable, "-c", blocked + _RUN_WITHOUT_TORCH, "colorize", "scan.png", "--engine", "ray"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    run = colorgan_without_torch("colorize", "scan.png", "--engine", "ray", cwd=tmp_path, blocked=blocked)
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == ["error: --engine ray needs Ray, which this install lacks: pip install 'colorgan[cluster]'"]
 
 
-def test_save_pretrained_copies_the_bundled_model_without_pytorch(tmp_path: Path) -> None:
-    script = WITHOUT_TORCH + """
+def test_save_pretrained_copies_the_bundled_model_without_pytorch(tmp_path: Path, without_torch) -> None:
+    script = without_torch + """
 from colorgan import Colorizer
 bundled = Colorizer.from_pretrained()
 saved = bundled.save_pretrained("copy")

@@ -13,17 +13,17 @@ import torch
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from colorgan import fid, metrics
+from colorgan.evaluation import fid, metrics
 from colorgan.color import lab_to_srgb8, rgb_to_lab
 from colorgan.errors import UserError
-from colorgan.fid import (
+from colorgan.evaluation.fid import (
     FID,
     FeatureStats,
     InceptionFeatures,
     fid_weights_path,
     frechet_distance,
 )
-from colorgan.metrics import PSNR_CAP_DB, score_batch, summarize
+from colorgan.evaluation.metrics import PSNR_CAP_DB, score_batch, summarize
 
 
 def smooth_uint8_batch(seed: int, n: int = 3, size: int = 48) -> np.ndarray:
@@ -205,7 +205,7 @@ def test_metrics_equal_the_earlier_torch_implementation() -> None:
 def test_metrics_need_no_torch() -> None:
     code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
             "import numpy as np\n"
-            "from colorgan.metrics import score_batch, summarize\n"
+            "from colorgan.evaluation.metrics import score_batch, summarize\n"
             "images = np.full((2, 16, 16, 3), 128, np.uint8)\n"
             "assert summarize(score_batch(images, images))['psnr_capped'] == 2\n")
     subprocess.run([sys.executable, "-c", code], check=True)

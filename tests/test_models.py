@@ -8,18 +8,9 @@ import torch
 from skimage import data as skdata
 
 from colorgan.errors import UserError
-from colorgan.models import (
-    GENERATORS,
-    Generator,
-    PatchGAN,
-    build_generator,
-    complete_spec,
-    generator_options,
-    register_generator,
-    load_pretrained,
-    save_pretrained,
-)
-from colorgan.models.resunet import efficientnet_lite_imagenet
+from colorgan.model.artifact import load_pretrained, save_pretrained
+from colorgan.networks import GENERATORS, Generator, PatchGAN, build_generator, complete_spec, generator_options, register_generator
+from colorgan.networks.resunet import efficientnet_lite_imagenet
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -247,7 +238,7 @@ def test_every_constructor_argument_is_captured_in_the_config_and_saved(tmp_path
 
 def test_generator_constructors_must_be_keyword_only():
     with pytest.raises(TypeError, match="keyword-only"):
-        class Positional(Generator):  # noqa: F841
+        class Positional(Generator):
             def __init__(self, width: int = 4) -> None:
                 super().__init__()
 

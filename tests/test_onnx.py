@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 from colorgan import Colorizer
 from colorgan.cli import app
 from colorgan.errors import UserError
-from colorgan.export import OPSET, export_onnx
-from colorgan.models import build_generator, save_pretrained
+from colorgan.model.export import OPSET, export_onnx
+from colorgan.model.artifact import save_pretrained
+from colorgan.networks import build_generator
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +121,7 @@ def test_a_model_without_conditioning_refuses_it(resunet: tuple[Path, Path]) -> 
 
 def test_hints_give_the_same_colors_on_onnx_and_torch(tiny_hint_model: Path, gray_gradient, tmp_path: Path) -> None:
     from colorgan import Hint
-    from colorgan.export import export_onnx
+    from colorgan.model.export import export_onnx
 
     exported = tmp_path / "hints.onnx"
     export_onnx(str(tiny_hint_model), exported)
@@ -137,7 +138,7 @@ def test_hints_give_the_same_colors_on_onnx_and_torch(tiny_hint_model: Path, gra
 
 
 def _backend(colorizer: Colorizer) -> str:
-    from colorgan.runtime import OnnxModel
+    from colorgan.model.onnx import OnnxModel
 
     return "onnx" if isinstance(colorizer._predict, OnnxModel) else "torch"
 
@@ -171,8 +172,8 @@ def test_export_bundle_makes_a_model_folder_whose_two_forms_agree(tiny_model: Pa
 
 
 def test_the_bundled_default_ships_an_up_to_date_onnx_export_that_matches_its_weights() -> None:
-    from colorgan.model_files import DEFAULT_MODEL, MODELS_DIR, weights_sha256
-    from colorgan.runtime import OnnxModel
+    from colorgan.model.files import DEFAULT_MODEL, MODELS_DIR, weights_sha256
+    from colorgan.model.onnx import OnnxModel
 
     folder = MODELS_DIR / DEFAULT_MODEL
     assert OnnxModel.load(folder / "model.onnx").weights_sha256 == weights_sha256(folder / "model.safetensors")
@@ -211,7 +212,7 @@ def test_export_bundle_takes_weights_of_any_name(tiny_model: Path, tmp_path: Pat
 def test_a_foreign_or_damaged_onnx_file_is_refused_in_one_line(tmp_path: Path) -> None:
     import json
 
-    from colorgan.runtime import META_KEY
+    from colorgan.model.onnx import META_KEY
 
     proto = onnx.load(str(Path(__import__("colorgan").__file__).parent / "assets/models/default/model.onnx"))
     meta = json.loads(next(p.value for p in proto.metadata_props if p.key == META_KEY))
@@ -225,7 +226,7 @@ def test_a_foreign_or_damaged_onnx_file_is_refused_in_one_line(tmp_path: Path) -
 def test_an_onnx_model_of_the_wrong_input_shape_is_refused_in_one_line(tiny_model: Path, tmp_path: Path, cli, gray_gradient) -> None:
     from PIL import Image
 
-    from colorgan.export import export_onnx
+    from colorgan.model.export import export_onnx
 
     out = export_onnx(tiny_model, tmp_path / "three.onnx")
     proto = onnx.load(str(out))

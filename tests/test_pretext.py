@@ -14,19 +14,12 @@ from PIL import Image
 
 from colorgan import cli
 from colorgan.errors import UserError
-from colorgan.models import build_generator, read_model_json
-from colorgan.pretext import (
-    LabeledPhotos,
-    PretextConfig,
-    average_precision,
-    build_classifier,
-    colorizer_encoder_state,
-    fit,
-    read_image_folders,
-    run_pretext,
-    score,
-    stratified_subset,
-)
+from colorgan.model.files import read_model_json
+from colorgan.networks import build_generator
+from colorgan.experiments.pretext.classifier import build_classifier, colorizer_encoder_state
+from colorgan.experiments.pretext.config import PretextConfig
+from colorgan.experiments.pretext.labels import LabeledPhotos, read_image_folders, stratified_subset
+from colorgan.experiments.pretext.run import average_precision, fit, run_pretext, score
 
 SIZE = 32
 
@@ -60,7 +53,8 @@ def photos(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def colorizer(photos, tmp_path_factory) -> Path:
     """A 1-epoch resunet colorizer trained from scratch on the (unlabelled) training photos."""
-    from colorgan.train import TrainConfig, run_training
+    from colorgan.training.config import TrainConfig
+    from colorgan.training.loop import run_training
 
     out = tmp_path_factory.mktemp("pretext_colorizer") / "run"
     run_training(TrainConfig(generator="resunet", encoder_weights=None, stage="pretrain", data=photos[0], size=SIZE,
@@ -164,8 +158,8 @@ def test_a_colorizer_whose_weights_are_another_architecture_is_rejected(colorize
     [
         ("no_classes", "has no class folders"),
         ("missing_val_class", "classes missing from the validation folder .*: disc"),
-        ("fraction_0", r"--label-fraction must be in \(0, 1\], got 0"),
-        ("fraction_1.5", r"--label-fraction must be in \(0, 1\], got 1.5"),
+        ("fraction_0", r"--label-fraction must be above 0 and at most 1, got 0"),
+        ("fraction_1.5", r"--label-fraction must be above 0 and at most 1, got 1.5"),
         ("imagenet", "started from ImageNet weights"),
         ("size", "multiple of 32"),
         ("fp16", "--mixed-precision must be one of auto, no, bf16"),

@@ -108,7 +108,7 @@ def inline_commands(page: Path) -> list[Command]:
 # --- the real command line -----------------------------------------------------------------
 
 
-def root_command():  # noqa: ANN201 - a click group of the click Typer carries (typer may vendor its own click)
+def root_command():
     import typer
 
     from colorgan.cli import app
@@ -129,7 +129,7 @@ def resolve(args: tuple[str, ...]) -> tuple[list[str], object, list[str]]:
     return path, command, rest
 
 
-def options_of(command) -> dict[str, bool]:  # noqa: ANN001 - a click command
+def options_of(command) -> dict[str, bool]:
     """Every option string a command takes -> whether it takes a value (``--help`` included)."""
     params = command.get_params(command.context_class(command, info_name=command.name))
     return {opt: not (p.is_flag or p.count)

@@ -88,7 +88,7 @@ def test_memory_is_bounded_for_extreme_aspect_ratios(tiny_model: Path) -> None:
 def test_guided_upsampling_stops_colors_at_the_photos_own_edges():
     """A model answer that blurs a red object into a neutral floor: joined with the guide, the
     full-size photo's floor stays neutral next to the edge, where bilinear paints it pink."""
-    from colorgan.metrics import edge_ab_error
+    from colorgan.evaluation.metrics import edge_ab_error
 
     s, scale = 32, 8
     w = s * scale

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -276,3 +277,12 @@ def test_folders_of_killed_servers_are_removed_at_start(tmp_path: Path, monkeypa
     finally:
         service.close()
     assert not service.workdir.exists()
+
+
+def test_a_16_bit_scan_six_times_the_render_size_is_colorized(server: Server) -> None:
+    ramp = (np.linspace(0, 65535, 420 * 400).reshape(400, 420)).astype(np.uint16)  # past 6 x the tiny model's 64 px
+    buffer = io.BytesIO()
+    Image.fromarray(ramp).save(buffer, format="TIFF")
+    response = post(server, buffer.getvalue(), filename="scan.tif")
+    assert response.status_code == 200, response.text
+    assert Image.open(io.BytesIO(response.content)).size == (420, 400)

@@ -44,9 +44,12 @@ def test_upload_shows_the_colorized_photo_at_its_size(start_server, jpeg_bytes, 
             page.goto(f"{server.url}/")
             upload = page.locator("#photo input[type=file]")
 
-            # A file that is not an image: a clear message, and the page keeps working.
+            # A file that is not an image: a clear message, once, and the page keeps working.
             upload.set_input_files(not_an_image)
             sync_api.expect(page.locator(".toast-body").first).to_contain_text("not an image")
+            page.wait_for_timeout(1500)  # a second toast for the same file would have come by now
+            sync_api.expect(page.locator(".toast-body")).to_have_count(1)
+            assert "(2)" not in page.locator(".toast-wrap").inner_text()
 
             upload.set_input_files(photo)
             images = page.locator("#compare img")
@@ -104,7 +107,7 @@ def _lab_ab(rgb) -> tuple[float, float]:
 
 def test_a_point_of_color_moves_the_result_toward_it_and_every_edit_updates_live(start_server, tmp_path: Path) -> None:
     """The shipped (hint-capable) default model behind the editor: a blue point on a plain gray area turns it blue."""
-    from colorgan.models import DEFAULT_MODEL, MODELS_DIR
+    from colorgan.model.files import DEFAULT_MODEL, MODELS_DIR
 
     photo = tmp_path / "wall.png"
     Image.new("L", (320, 240), 150).save(photo)  # a plain wall: the model has no reason to paint it blue
@@ -120,6 +123,7 @@ def test_a_point_of_color_moves_the_result_toward_it_and_every_edit_updates_live
             link = page.get_by_role("link", name="Guide the colors with a few clicks")  # the automatic page links the editor
             assert link.get_attribute("href") == "guide"
             page.goto(f"{server.url}/guide")
+            sync_api.expect(page.locator("#result")).to_be_hidden()  # no empty, broken image before a photo is open
 
             def updates_reach(n: int) -> None:
                 page.wait_for_function(f"() => Number(document.getElementById('stage').dataset.updates || 0) >= {n}")

@@ -130,3 +130,16 @@ def test_the_store_forgets_the_least_recently_used_and_idle_photos(tmp_path: Pat
     with pytest.raises(Exception, match="no longer on the server"):
         store.get(keys[0])
     assert not uploads[0].exists() and not uploads[2].exists()
+
+
+def test_the_editor_opens_a_16_bit_scan_six_times_the_render_size(server: Server) -> None:
+    import io
+
+    from PIL import Image
+
+    ramp = (np.linspace(0, 65535, 420 * 400).reshape(400, 420)).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(ramp).save(buffer, format="TIFF")
+    opened = httpx.post(f"{server.url}/api/photos", files={"image": ("scan.tif", buffer.getvalue())}, timeout=60)
+    assert opened.status_code == 200, opened.text
+    assert (opened.json()["width"], opened.json()["height"]) == (420, 400)

@@ -14,11 +14,16 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from colorgan.errors import UserError
-from colorgan.evaluate import EVAL_SIZE, GRID_HEADER, EvalSettings, evaluate
-from colorgan.losses import LOSS_NAMES, GANLoss, PerceptualLoss
-from colorgan.models import PatchGAN, build_generator, load_pretrained, save_pretrained
-from colorgan.train import Nets, TrainConfig, latest_checkpoint, resolve_precision, run_training, train_step
-from colorgan.training import trainer
+from colorgan.evaluation.evaluate import EVAL_SIZE, GRID_HEADER, EvalSettings, evaluate
+from colorgan.training.losses import LOSS_NAMES, GANLoss, PerceptualLoss
+from colorgan.model.artifact import load_pretrained, save_pretrained
+from colorgan.networks import PatchGAN, build_generator
+from colorgan.training.checkpoint import latest_checkpoint
+from colorgan.training.config import TrainConfig
+from colorgan.training.loop import run_training
+from colorgan.training.step import Nets, to_model_input, train_step
+from colorgan.training.trainer import resolve_precision
+from colorgan.training import start, trainer
 from colorgan.training.checkpoint import Checkpointer
 from colorgan.training.trainer import make_accelerator
 
@@ -204,7 +209,7 @@ DIST_SCRIPT = """
 import os, sys
 from pathlib import Path
 from safetensors.torch import save_file
-from colorgan.train import TrainConfig, run_training
+from colorgan.training.loop import TrainConfig, run_training
 data, out = Path(sys.argv[1]), Path(sys.argv[2])
 result = run_training(TrainConfig(stage="gan", generator="resunet", encoder_weights=None, data=data, size=32,
                                   batch_size=2, epochs=1, workers=0, out=out, save_every=0))
@@ -353,7 +358,7 @@ def test_train_step_gives_the_conditioning_to_the_generator_only():
 
 def test_hint_training_simulates_hints_and_publishes_a_hint_capable_model(make_photos, tmp_path, monkeypatch):
     from colorgan import Colorizer, Hint
-    from colorgan import train as train_module
+    from colorgan.training import loop as train_module
     from colorgan.training.hints import simulate_hints
 
     given = []
@@ -395,11 +400,11 @@ def test_freeze_base_needs_new_layers_and_a_model_to_freeze(tmp_path):
 
 def test_the_hint_only_layers_learn_faster_than_the_pretrained_network():
     generator = build_generator("resunet", encoder="resnet18", cond_channels=3)
-    groups = trainer._param_groups(generator, TrainConfig(hints=True, lr=1e-4, cond_lr_scale=10.0))
+    groups = start.param_groups(generator, TrainConfig(hints=True, lr=1e-4, cond_lr_scale=10.0))
     assert [g.get("lr") for g in groups] == [None, pytest.approx(1e-3)]  # None: Adam's lr, the base one
     new = {id(p) for p in groups[1]["params"]}
     assert new == {id(p) for p in generator.cond_inject.parameters()}
-    assert len(trainer._param_groups(build_generator("resunet", encoder="resnet18"), TrainConfig())) == 1
+    assert len(start.param_groups(build_generator("resunet", encoder="resnet18"), TrainConfig())) == 1
 
 
 def _two_checkpoints(tmp_path: Path) -> Checkpointer:
@@ -525,7 +530,7 @@ def test_critic_warmup_trains_the_critic_alone_then_both(make_photos, tmp_path):
 def test_the_bundled_critic_is_a_float16_copy_and_stays_out_of_the_installed_package(make_photos, tmp_path):
     from safetensors import safe_open
 
-    from colorgan.export import export_bundle
+    from colorgan.model.export import export_bundle
 
     data = make_photos(8)
     run_training(_config(data, tmp_path / "run", epochs=1, val=None))
@@ -550,8 +555,8 @@ def test_dull_photos_can_be_left_out_of_training(make_photos, tmp_path, caplog):
 
 def test_target_saturation_scales_the_chroma_the_model_learns(synthetic_photo):
     rgb = torch.from_numpy(np.asarray(synthetic_photo(3, (64, 64))).copy()).permute(2, 0, 1)[None]
-    l, ab = trainer.to_model_input(rgb)
-    l2, ab2 = trainer.to_model_input(rgb, saturation=1.2)
+    l, ab = to_model_input(rgb)
+    l2, ab2 = to_model_input(rgb, saturation=1.2)
     assert torch.equal(l, l2)
     assert torch.allclose(ab2, (ab * 1.2).clamp(-1, 1))
     assert ab2.abs().max() <= 1.0
@@ -587,7 +592,7 @@ def test_a_color_head_added_to_a_frozen_model_trains_alone_and_changes_nothing_u
 
 
 def test_the_color_head_spends_chroma_only_where_the_likely_colors_share_a_hue():
-    from colorgan.models.color_classes import ColorHead, bin_centers
+    from colorgan.networks.color_classes import ColorHead, bin_centers
 
     centers = torch.from_numpy(bin_centers())
     head = ColorHead(in_channels=4, gamma=1.0)
@@ -601,3 +606,18 @@ def test_the_color_head_spends_chroma_only_where_the_likely_colors_share_a_hue()
     assert torch.allclose(shaped[:, :, 0], ab[:, :, 0], atol=1e-3)  # full color where it is sure
     assert (shaped[:, :, 1].abs() < 0.6 * ab[:, :, 1].abs()).all()  # less where it is torn between two hues
     assert torch.equal(ColorHead(in_channels=4).shape(ab, logits), ab)  # as trained: the regression's answer
+
+
+def test_degraded_scans_damage_the_lightness_of_a_share_of_photos_and_repeat_with_the_seed():
+    from colorgan.training.degrade import degrade
+
+    torch.manual_seed(0)
+    l = torch.rand(64, 1, 32, 32) * 2 - 1
+    assert degrade(l, 0.0) is l
+    torch.manual_seed(1)
+    damaged = degrade(l, 0.5)
+    changed = (damaged - l).abs().flatten(1).amax(dim=1) > 1e-4
+    assert 16 < int(changed.sum()) < 48  # about half of the photos
+    assert damaged.abs().max() <= 1.0
+    torch.manual_seed(1)
+    assert torch.equal(degrade(l, 0.5), damaged)  # the same draws: a resumed run damages the same photos

@@ -16,12 +16,12 @@ pytest.importorskip("cv2")
 from colorgan import Colorizer, Hint  # noqa: E402
 from colorgan.color import rgb_to_lab  # noqa: E402
 from colorgan.errors import UserError  # noqa: E402
-from colorgan.video import io as video_io  # noqa: E402
+from colorgan.video import api as video  # noqa: E402
+from colorgan.video import decode as video_decode  # noqa: E402
 from colorgan.video.frames import FrameColorizer  # noqa: E402
 from colorgan.video.job import colorize_video, parts_folder  # noqa: E402
 from colorgan.video.settings import VideoSettings  # noqa: E402
 
-from test_colorize_cli import invoke  # noqa: E402
 
 TIME_BASE = Fraction(1, 12800)
 STEP = 533  # 1/24 s in TIME_BASE
@@ -122,10 +122,10 @@ def chroma(rgb: np.ndarray) -> np.ndarray:
     return np.hypot(lab[..., 1], lab[..., 2])
 
 
-def test_output_keeps_size_timestamps_rotation_audio_and_subtitles(pan, tmp_path: Path) -> None:
+def test_output_keeps_size_timestamps_rotation_audio_and_subtitles(pan, tmp_path: Path, cli) -> None:
     source = pan("film.mkv", vfr=True, rotation=90, audio=True, subtitle=True)
     out = tmp_path / "film_color.mkv"
-    code, _, err = invoke("colorize", source, "-o", out, "-q")
+    code, _, err = cli("colorize", source, "-o", out, "-q")
     assert code == 0, err
     frames, stamps, _ = decode(out)
     _, source_stamps, _ = decode(source)
@@ -146,10 +146,11 @@ def test_output_keeps_size_timestamps_rotation_audio_and_subtitles(pan, tmp_path
     assert not parts_folder(out).exists()
 
 
-def test_mp4_output_leaves_out_subtitles_it_cannot_hold(pan, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_mp4_output_leaves_out_subtitles_it_cannot_hold(pan, tmp_path: Path, cli) -> None:
     source = pan("film.mkv", subtitle=True)
-    code, _, err = invoke("colorize", source, "-o", tmp_path / "out.mp4", "-q")
+    code, _, err = cli("colorize", source, "-o", tmp_path / "out.mp4", "-q")
     assert code == 0, err
+    assert "subtitle" in err.lower()  # said, not dropped silently
     with av.open(str(tmp_path / "out.mp4")) as container:
         assert [s.type for s in container.streams] == ["video"]
         assert container.streams.video[0].codec_context.name == "h264"
@@ -229,29 +230,29 @@ def test_finished_parts_serve_the_same_job_only(pan, tmp_path: Path, colorizer: 
         assert (result.resumed_frames > 0) == (rerun == settings)  # the same job resumes; another starts afresh
 
 
-def test_a_folder_mixes_photos_and_videos_and_a_rerun_skips_them(pan, tmp_path: Path, gray_gradient) -> None:
+def test_a_folder_mixes_photos_and_videos_and_a_rerun_skips_them(pan, tmp_path: Path, gray_gradient, cli) -> None:
     from PIL import Image
 
     folder = tmp_path / "archive"
     folder.mkdir()
     pan("archive/reel.mp4")
     Image.fromarray(gray_gradient(48, 32)).save(folder / "photo.png")
-    code, _, err = invoke("colorize", folder, "-o", tmp_path / "out", "-q")
+    code, _, err = cli("colorize", folder, "-o", tmp_path / "out", "-q")
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["photo.png", "reel.mp4"]
-    code, out, _ = invoke("colorize", folder, "-o", tmp_path / "out")
+    code, out, _ = cli("colorize", folder, "-o", tmp_path / "out")
     assert "0 done, 2 skipped, 0 failed" in out
 
 
-def test_colorgan_outputs_among_the_inputs_are_recognized(pan, tmp_path: Path) -> None:
+def test_colorgan_outputs_among_the_inputs_are_recognized(pan, tmp_path: Path, cli) -> None:
     folder = tmp_path / "films"
     folder.mkdir()
     pan("films/reel.mp4")
-    assert invoke("colorize", folder, "-o", folder / "colorized", "-q")[0] == 0
-    code, out, _ = invoke("colorize", folder, "-o", folder / "colorized")
+    assert cli("colorize", folder, "-o", folder / "colorized", "-q")[0] == 0
+    code, out, _ = cli("colorize", folder, "-o", folder / "colorized")
     assert "0 done, 1 skipped, 0 failed" in out  # the earlier output is not taken for a second input
     assert not (folder / "colorized" / "colorized").exists()
-    from colorgan.files import written_by_colorgan
+    from colorgan.files.provenance import written_by_colorgan
 
     assert written_by_colorgan(folder / "colorized" / "reel.mp4")
     assert not written_by_colorgan(folder / "reel.mp4")
@@ -264,7 +265,7 @@ def test_colorgan_outputs_among_the_inputs_are_recognized(pan, tmp_path: Path) -
     ("unknown codec", "video codec is unknown to FFmpeg"),
     ("no frames", "has no video stream"),  # FFmpeg's MP4 reader drops a track without samples
 ])
-def test_bad_videos_fail_alone_with_one_line_and_no_output(pan, tmp_path: Path, gray_gradient, case: str, reason: str) -> None:
+def test_bad_videos_fail_alone_with_one_line_and_no_output(pan, tmp_path: Path, gray_gradient, case: str, reason: str, cli) -> None:
     from PIL import Image
 
     folder = tmp_path / "in"
@@ -296,7 +297,7 @@ def test_bad_videos_fail_alone_with_one_line_and_no_output(pan, tmp_path: Path, 
             container.mux(sound.encode(chunk))
             container.mux(sound.encode(None))
     Image.fromarray(gray_gradient(48, 32)).save(folder / "photo.png")
-    code, out, err = invoke("colorize", folder, "-o", tmp_path / "out")
+    code, out, err = cli("colorize", folder, "-o", tmp_path / "out")
     assert code == 1
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and reason in lines[0] and bad.name in lines[0]
@@ -306,9 +307,9 @@ def test_bad_videos_fail_alone_with_one_line_and_no_output(pan, tmp_path: Path, 
     assert not any(p.name.startswith(".") for p in (tmp_path / "out").iterdir())  # no parts, no temporaries left
 
 
-def test_frames_larger_than_allowed_are_refused(pan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(video_io, "MAX_VIDEO_PIXELS", 1000)
-    code, _, err = invoke("colorize", pan(), "-o", tmp_path / "out.mp4")
+def test_frames_larger_than_allowed_are_refused(pan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli) -> None:
+    monkeypatch.setattr(video_decode, "MAX_VIDEO_PIXELS", 1000)
+    code, _, err = cli("colorize", pan(), "-o", tmp_path / "out.mp4")
     assert code == 1 and "larger than the" in err
     assert not (tmp_path / "out.mp4").exists()
 
@@ -320,22 +321,22 @@ def test_frames_larger_than_allowed_are_refused(pan, tmp_path: Path, monkeypatch
     (["--strength", "1.0"], "--strength must be"),
     (["--crf", "99"], "--crf must be"),
 ])
-def test_wrong_video_options_are_refused_before_any_work(pan, tmp_path: Path, args: list[str], message: str) -> None:
+def test_wrong_video_options_are_refused_before_any_work(pan, tmp_path: Path, args: list[str], message: str, cli) -> None:
     source = pan()
     args = [a.format(dir=tmp_path) for a in args]
-    code, _, err = invoke("colorize", source, *args)
+    code, _, err = cli("colorize", source, *args)
     assert code == 2 and message in err
 
 
-def test_the_output_never_overwrites_the_input(pan) -> None:
+def test_the_output_never_overwrites_the_input(pan, cli) -> None:
     source = pan()
     before = source.read_bytes()
-    code, _, err = invoke("colorize", source, "-o", source)
+    code, _, err = cli("colorize", source, "-o", source)
     assert code == 2 and "refusing to write over" in err
     assert source.read_bytes() == before
 
 
-def test_hint_files_give_frames_for_videos_and_photos_refuse_them(tmp_path: Path, gray_gradient) -> None:
+def test_hint_files_give_frames_for_videos_and_photos_refuse_them(tmp_path: Path, gray_gradient, cli) -> None:
     from PIL import Image
 
     from colorgan.hints import HintError, read_hints_file
@@ -345,27 +346,27 @@ def test_hint_files_give_frames_for_videos_and_photos_refuse_them(tmp_path: Path
     assert [h.frame for h in read_hints_file(hints)] == [12, 0]
     photo = tmp_path / "photo.png"
     Image.fromarray(gray_gradient(48, 32)).save(photo)
-    code, _, err = invoke("colorize", photo, "--hints", hints, "-o", tmp_path / "out.png")
+    code, _, err = cli("colorize", photo, "--hints", hints, "-o", tmp_path / "out.png")
     assert code == 2 and "is for a video" in err
     with pytest.raises(HintError, match="frame index"):
         Hint(x=0.5, y=0.5, color="#fff", frame=-1)
 
 
 def test_colorizer_api_for_files_and_frames(pan, tmp_path: Path, colorizer: Colorizer) -> None:
-    result = colorizer.colorize_video(pan(n=10), tmp_path / "api.mp4", strength=0.5)
+    result = video.colorize_video(colorizer, pan(n=10), tmp_path / "api.mp4", strength=0.5)
     assert result.frames == 10 and (tmp_path / "api.mp4").exists()
     frames = [scene(96, 64, i) for i in range(5)]
-    out = list(colorizer.colorize_frames(iter(frames)))
+    out = list(video.colorize_frames(colorizer, iter(frames)))
     assert len(out) == 5 and out[0].shape == (64, 96, 3) and out[0].dtype == np.uint8
     with pytest.raises(UserError, match="strength"):
-        list(colorizer.colorize_frames(frames, strength=1.5))
+        list(video.colorize_frames(colorizer, frames, strength=1.5))
 
 
 @pytest.mark.parametrize("suffix,codec", [(".avi", "h264"), (".mov", "h264"), (".webm", "vp9"), (".mpg", "mpeg2video"), (".ts", "h264")])
-def test_every_container_gets_its_default_codec_and_every_frame(pan, tmp_path: Path, suffix: str, codec: str) -> None:
+def test_every_container_gets_its_default_codec_and_every_frame(pan, tmp_path: Path, suffix: str, codec: str, cli) -> None:
     source = pan(n=12, vfr=True, audio=True)  # a variable frame rate, which AVI and MPEG put on a constant grid
     out = tmp_path / f"out{suffix}"
-    code, _, err = invoke("colorize", source, "-o", out, "-q")
+    code, _, err = cli("colorize", source, "-o", out, "-q")
     assert code == 0, err
     with av.open(str(out)) as container:
         assert container.streams.video[0].codec_context.name == codec
@@ -382,16 +383,16 @@ def test_without_temporal_steps_a_hint_still_guides_only_its_frame_on(colorizer:
     assert not np.array_equal(guided[2], plain[2])
 
 
-def test_an_odd_sized_video_keeps_its_size(tmp_path: Path) -> None:
+def test_an_odd_sized_video_keeps_its_size(tmp_path: Path, cli) -> None:
     source = tmp_path / "odd.mkv"
     write_video(source, [scene(97, 65, i) for i in range(6)])
-    code, _, err = invoke("colorize", source, "-o", tmp_path / "out.mkv", "-q")
+    code, _, err = cli("colorize", source, "-o", tmp_path / "out.mkv", "-q")
     assert code == 0, err
     frames, _, _ = decode(tmp_path / "out.mkv")
     assert len(frames) == 6 and frames[0].shape == (65, 97, 3)
 
 
-def test_a_faster_input_than_mpeg_allows_is_thinned_not_stretched(tmp_path: Path) -> None:
+def test_a_faster_input_than_mpeg_allows_is_thinned_not_stretched(tmp_path: Path, cli) -> None:
     source = tmp_path / "fast.mkv"
     with av.open(str(source), "w") as container:  # 1 s at 120 fps
         stream = container.add_stream("libx264", rate=120)
@@ -401,7 +402,7 @@ def test_a_faster_input_than_mpeg_allows_is_thinned_not_stretched(tmp_path: Path
             frame.pts = i
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-    code, _, err = invoke("colorize", source, "-o", tmp_path / "out.mpg", "-q")
+    code, _, err = cli("colorize", source, "-o", tmp_path / "out.mpg", "-q")
     assert code == 0, err
     with av.open(str(tmp_path / "out.mpg")) as container:
         frames = [frame.time for frame in container.decode(video=0)]
@@ -416,6 +417,6 @@ def test_a_hint_for_a_frame_past_the_end_is_refused_before_any_work(tiny_hint_mo
     write_video(film, [scene(64, 48, i) for i in range(12)])
     colorizer = Colorizer.from_pretrained(tiny_hint_model)
     with pytest.raises(UserError, match="a hint is for frame 1000000000, but the video has about 12 frames"):
-        colorizer.colorize_video(film, tmp_path / "out.mp4", hints=[Hint(x=0.5, y=0.5, color="#ff0000", frame=10**9)])
+        video.colorize_video(colorizer, film, tmp_path / "out.mp4", hints=[Hint(x=0.5, y=0.5, color="#ff0000", frame=10**9)])
     assert not list(tmp_path.glob("*out*"))
-    colorizer.colorize_video(film, tmp_path / "out.mp4", hints=[Hint(x=0.5, y=0.5, color="#ff0000", frame=11)])
+    video.colorize_video(colorizer, film, tmp_path / "out.mp4", hints=[Hint(x=0.5, y=0.5, color="#ff0000", frame=11)])

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from colorgan.errors import UserError
-from colorgan.models import load_pretrained, load_state_dict_checked, read_weights, save_pretrained
-from colorgan.train import latest_checkpoint
+from colorgan.model.artifact import load_pretrained, load_state_dict_checked, read_weights, save_pretrained
+from colorgan.training.checkpoint import latest_checkpoint
 
 
 def main() -> None:

@@ -15,10 +15,10 @@ import json
 import logging
 from pathlib import Path
 
-from colorgan.files import find_images
-from colorgan.evaluate import EvalSettings, evaluate, save_grid, score_colorizer
-from colorgan.files import write_report
-from colorgan.infer import Colorizer
+from colorgan.files.discovery import find_images
+from colorgan.evaluation.evaluate import EvalSettings, evaluate, save_grid, score_colorizer
+from colorgan.files.atomic import write_report
+from colorgan.colorizer import Colorizer
 
 COUNTS = (0, 1, 2, 5, 10, 20, 50, 100)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from colorgan.files import find_images
+from colorgan.files.discovery import find_images
 
 
 def pack_one(job: tuple[Path, Path, int, float, int]) -> int:

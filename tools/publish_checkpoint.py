@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 import yaml
 from colorgan.errors import UserError
-from colorgan.model_files import CRITIC_NAME
-from colorgan.models import load_critic, load_pretrained, load_state_dict_checked, read_weights, save_critic, save_pretrained
+from colorgan.model.files import CRITIC_NAME
+from colorgan.model.artifact import load_pretrained, load_state_dict_checked, read_weights, save_pretrained
+from colorgan.networks import load_critic, save_critic
 
 
 def main() -> None:

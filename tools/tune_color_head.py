@@ -18,11 +18,12 @@ import sys
 from pathlib import Path
 
 from colorgan.errors import UserError
-from colorgan.evaluate import score_colorizer
-from colorgan.files import find_images, top_folder
-from colorgan.infer import Colorizer, torch_predictor
-from colorgan.model_files import CRITIC_NAME
-from colorgan.models import load_pretrained, save_pretrained
+from colorgan.evaluation.evaluate import score_colorizer
+from colorgan.files.discovery import find_images, top_folder
+from colorgan.colorizer import Colorizer
+from colorgan.model.backends import torch_predictor
+from colorgan.model.files import CRITIC_NAME
+from colorgan.model.artifact import load_pretrained, save_pretrained
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Choose the guided upsampling's radius and regularization on training photos (never on val).
 
 The model runs once per photo; each (radius, eps) then only re-joins its colors to the photo,
-scored at the photo's own size (PSNR and the edge a*b* error of :mod:`colorgan.metrics`):
+scored at the photo's own size (PSNR and the edge a*b* error of :mod:`colorgan.evaluation.metrics`):
 
     python tools/tune_upsampling.py ../shared/data/train/bsds500 ../shared/data/train/packages --min-side 256
 """
@@ -14,9 +14,9 @@ import itertools
 import numpy as np
 
 from colorgan import Colorizer, render
-from colorgan.evaluate import color_pixels, gray_input
-from colorgan.files import find_images
-from colorgan.metrics import edge_ab_error, psnr
+from colorgan.evaluation.evaluate import color_pixels, gray_input
+from colorgan.files.discovery import find_images
+from colorgan.evaluation.metrics import edge_ab_error, psnr
 from colorgan.photo import read_photo
 
 

@@ -21,8 +21,8 @@ from PIL import Image, ImageDraw
 
 from colorgan import Colorizer
 from colorgan.color import luminance
-from colorgan.files import find_images, top_folder
-from colorgan.metrics import colorfulness, psnr
+from colorgan.files.discovery import find_images, top_folder
+from colorgan.evaluation.metrics import colorfulness, psnr
 from colorgan.video.frames import FrameColorizer
 from colorgan.video.quality import camera_clip, warping_error
 from colorgan.video.settings import DEFAULT_STRENGTH

@@ -8,11 +8,11 @@ __all__ = ["Colorizer", "Hint"]
 def __getattr__(name: str):
     # Lazy, so that `import colorgan` (and the CLI's start) stays light until the Colorizer is used.
     if name == "Colorizer":
-        from .infer import Colorizer
+        from colorgan.colorizer import Colorizer
 
         return Colorizer
     if name == "Hint":
-        from .hints import Hint
+        from colorgan.hints import Hint
 
         return Hint
     raise AttributeError(f"module 'colorgan' has no attribute {name!r}")

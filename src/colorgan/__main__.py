@@ -1,5 +1,5 @@
 """``python -m colorgan`` runs the command-line interface."""
 
-from .cli import main
+from colorgan.cli import main
 
 main()

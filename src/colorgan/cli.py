@@ -27,10 +27,10 @@ try:  # typer 0.2x carries its own copy of click
 except ImportError:
     from click.exceptions import UsageError
 
-from . import __version__
-from .errors import UserError, extra_of_module, install_line, require_extra
-from .training.config import TrainConfig
-from .video.settings import DEFAULT_CRF, DEFAULT_SEGMENT_SECONDS, DEFAULT_STRENGTH, VideoSettings
+from colorgan import __version__
+from colorgan.errors import UserError, extra_of_module, install_line, require_extra
+from colorgan.training.config import TrainConfig
+from colorgan.video.settings import DEFAULT_CRF, DEFAULT_SEGMENT_SECONDS, DEFAULT_STRENGTH, VideoSettings
 
 
 def _flags_take_no_value() -> None:
@@ -132,6 +132,7 @@ def train(
     critic_warmup: Annotated[Optional[int], typer.Option(metavar="STEPS", show_default=_train_default("critic_warmup"), help="Train only the critic for the first STEPS steps of a gan run, on the generator's outputs (DeOldify's NoGAN schedule).")] = None,
     min_colorfulness: Annotated[Optional[float], typer.Option(show_default=_train_default("min_colorfulness"), help="Leave out training photos whose colorfulness (as evaluate scores it) is below this, e.g. 15 (0: keep all).")] = None,
     target_saturation: Annotated[Optional[float], typer.Option(show_default=_train_default("target_saturation"), help="Scale the training targets' chroma by this factor, e.g. 1.2 (1: the photos' own).")] = None,
+    degrade: Annotated[Optional[float], typer.Option(show_default=_train_default("degrade"), help="Damage this share of the training photos' lightness as old scans are (grain, blur, JPEG blocks, fading, dust, scratches); their colors stay clean.")] = None,
     hints: Annotated[Optional[bool], typer.Option("--hints/--no-hints", show_default=_train_default("hints"), help="Train a hint-capable model: simulated color hints as extra input channels (Zhang et al. 2017).")] = None,
     cond_lr_scale: Annotated[Optional[float], typer.Option(show_default=_train_default("cond_lr_scale"), help="Learning-rate multiplier of the layers that exist only for the hints (new, zero-initialized).")] = None,
     freeze_base: Annotated[Optional[bool], typer.Option("--freeze-base/--no-freeze-base", show_default=_train_default("freeze_base"), help="With --init-from: train only the color head (with --color-head), else only the hint layers (with --hints); the automatic colorization stays exactly the --init-from model's.")] = None,
@@ -154,7 +155,8 @@ def train(
     if not resume:
         flags.pop("resume")
     require_extra("train", "colorgan train")
-    from .train import TrainConfig, run_training
+    from colorgan.training.config import TrainConfig
+    from colorgan.training.loop import run_training
 
     _setup_logging(quiet)
     if resume:  # the run folder's config.yaml is the base: --resume --out RUN needs nothing else
@@ -178,7 +180,7 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Photos colorized and scored at once.")] = 16,
     hints: Annotated[int, typer.Option("--hints", metavar="N", help="Guide a hint-capable model with this many hints of the true colors per photo, at random places fixed per photo (Zhang et al. 2017's measure).")] = 0,
     min_side: Annotated[Optional[int], typer.Option("--min-side", metavar="PX", help="Score only photos whose short side is at least this many pixels (with --native: color bleeding on big photos).")] = None,
-    upsample: Annotated[Optional[str], typer.Option(help="How colors reach the full-size photo: guided (follow the photo's edges) or bilinear.", show_default="guided")] = None,
+    upsample: Annotated[Optional[str], typer.Option(help="How colors reach the full-size photo: bilinear, or guided (a guided filter by the photo's own L*).", show_default="bilinear")] = None,
     device: DeviceOption = "auto",
     backend: BackendOption = "auto",
     out: Annotated[Optional[Path], typer.Option(help="Write the JSON report to this file.")] = None,
@@ -187,8 +189,8 @@ def evaluate(
     quiet: QuietOption = False,
 ) -> None:
     """Score a colorizer (or the gray baseline) against a folder of color photos: PSNR, SSIM, CF, ΔCF, AuC, FID."""
-    from . import evaluate as ev
-    from .files import write_report
+    from colorgan.evaluation import evaluate as ev
+    from colorgan.files.atomic import write_report
 
     _setup_logging(quiet)
     result = ev.evaluate(ev.EvalSettings(data=data, model=model, baseline=baseline, size=size, limit=limit,
@@ -234,8 +236,10 @@ def colorize(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors: no progress bar, no summary line.")] = False,
 ) -> None:
     """Colorize black-and-white photos and videos at full resolution (exit 1 if any file or the report failed)."""
-    from .batch import SAMPLE, ColorizeJob, ReportNotWritten, count
-    from .hints import parse_hint_option, read_hints_file
+    from colorgan.colorize.job import SAMPLE, ColorizeJob
+    from colorgan.colorize.outcomes import ReportNotWritten, count
+    from colorgan.colorize.ray_engine import ray_options
+    from colorgan.hints import parse_hint_option, read_hints_file
 
     _setup_logging(quiet)
     hints = (read_hints_file(hints_file) if hints_file is not None else []) + [parse_hint_option(h) for h in hint or []]
@@ -244,7 +248,7 @@ def colorize(
         batch_size=batch_size, fmt=fmt, quality=quality, keep_color=keep_color, overwrite=overwrite, report=report,
         hints=hints, video=VideoSettings(temporal=temporal, strength=strength, codec=video_codec, crf=crf,
                                          segment_seconds=segment_seconds),
-        ray=_ray_options(engine, address, actors, gpus_per_actor, verbose),
+        ray=ray_options(engine, address=address, actors=actors, gpus_per_actor=gpus_per_actor, verbose=verbose),
     )
     report_error = None
     try:
@@ -261,19 +265,6 @@ def colorize(
         raise typer.Exit(1)
 
 
-def _ray_options(engine: str, address: str | None, actors: int, gpus_per_actor: float, verbose: bool):  # noqa: ANN202 - RayOptions, imported lazily
-    """The cluster options of ``--engine ray`` (None for the local engine); the Ray flags alone are refused."""
-    from .cluster import RayOptions
-
-    if engine not in ("local", "ray"):
-        raise UserError(f"unknown --engine {engine!r}; choose local or ray")
-    if engine == "local":
-        if address is not None or actors != 1 or gpus_per_actor:
-            raise UserError("--address, --actors and --gpus-per-actor go with --engine ray")
-        return None
-    return RayOptions(address=address, actors=actors, gpus_per_actor=gpus_per_actor, verbose=verbose)
-
-
 # --- export -----------------------------------------------------------------------------
 
 export_app = typer.Typer(help="Export a model for other runtimes.", no_args_is_help=True)
@@ -288,7 +279,7 @@ def export_onnx(
 ) -> None:
     """Export a model to ONNX (dynamic batch and size), to run without PyTorch (needs the train extra)."""
     require_extra("train", "colorgan export")
-    from .export import export_onnx as export
+    from colorgan.model.export import export_onnx as export
 
     _setup_logging(quiet)
     export(model, out)
@@ -302,7 +293,7 @@ def export_bundle(
 ) -> None:
     """Make a complete model folder: the PyTorch weights, model.json and their ONNX export, in step (needs the train extra)."""
     require_extra("train", "colorgan export")
-    from .export import export_bundle as bundle
+    from colorgan.model.export import export_bundle as bundle
 
     _setup_logging(quiet)
     done = bundle(model, folder)
@@ -328,7 +319,7 @@ def serve(
     """Serve a web page and an HTTP API that colorize photos (needs the web extra)."""
     _setup_logging(quiet)
     require_extra("web", "colorgan serve")
-    from .serve import ServeSettings, serve as run_server
+    from colorgan.serve import ServeSettings, serve as run_server
 
     settings = ServeSettings(model=model, device=device, backend=backend, max_upload_mb=max_upload_mb,
                              max_megapixels=max_megapixels, concurrency=concurrency, max_queue=max_queue,
@@ -359,23 +350,17 @@ def pretext(
     quiet: QuietOption = False,
 ) -> None:
     """Colorization as self-supervision (paper Table 5.1): classify from the colorizer's encoder vs from scratch."""
-    from rich.table import Table
-
     require_extra("train", "colorgan pretext")
-    from . import pretext as pt
+    from colorgan.experiments.pretext.config import PretextConfig
+    from colorgan.experiments.pretext.run import results_table, run_pretext
 
     _setup_logging(quiet)
-    reports = pt.run_pretext(pt.PretextConfig(
+    reports = run_pretext(PretextConfig(
         data=data, val=val, colorizer=colorizer, init=init, label_fraction=label_fraction, epochs=epochs,
         freeze_epochs=freeze_epochs, size=size, seeds=seeds, lr=lr, batch_size=batch_size, workers=workers,
         multilabel=tuple(multilabel or ()), mixed_precision=mixed_precision, out=out,
     ))
-    table = Table(title="Classification from colorization features (paper Table 5.1)")
-    for column in ("Model initialization", pt.METRIC_TITLES[reports[0]["metric"]], "Per seed (%)"):
-        table.add_column(column)
-    for report in reports:
-        table.add_row(*pt.table_row(report))
-    Console().print(table)
+    Console().print(results_table(reports))
 
 
 def _one_line(message: str) -> str:

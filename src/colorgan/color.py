@@ -56,21 +56,21 @@ TONE_SPREAD = 2.5
 COLOR_KINDS = ("gray", "toned", "color")
 
 
-def normalize_l(l):  # noqa: ANN001, ANN201 - NumPy arrays and torch tensors alike
+def normalize_l(l):  # noqa: ANN201 - NumPy arrays and torch tensors alike
     """L* in [0, 100] -> the model's input in [-1, 1]."""
     return l / L_SCALE - 1.0
 
 
-def denormalize_l(l_norm):  # noqa: ANN001, ANN201
+def denormalize_l(l_norm):  # noqa: ANN201
     return (l_norm + 1.0) * L_SCALE
 
 
-def normalize_ab(ab):  # noqa: ANN001, ANN201
+def normalize_ab(ab):  # noqa: ANN201
     """a*b* -> the model's output range (tanh)."""
     return ab / AB_SCALE
 
 
-def denormalize_ab(ab_norm):  # noqa: ANN001, ANN201
+def denormalize_ab(ab_norm):  # noqa: ANN201
     return ab_norm * AB_SCALE
 
 
@@ -292,3 +292,18 @@ def color_kind(rgb: np.ndarray) -> str:
     used = counts > 0
     spread = np.sqrt(np.maximum(squares[used] / counts[used] - (sums[used] / counts[used]) ** 2, 0.0))
     return "toned" if (spread * counts[used]).sum() / counts.sum() <= TONE_SPREAD else "color"
+
+
+def to_8_bit(pixels: np.ndarray) -> np.ndarray:
+    """uint16 pixels rounded to uint8 (65535 -> 255, v * 257 -> v); uint8 ones as they are: the one
+    rule for a 16-bit scan shown or saved at 8 bits."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    if pixels.dtype != np.uint16:
+        raise ValueError(f"expected uint8 or uint16 pixels, got {pixels.dtype}")
+    return _eight_bit_table()[pixels]  # a table: no full-size temporary wider than the result
+
+
+@functools.cache
+def _eight_bit_table() -> np.ndarray:
+    return ((np.arange(65536, dtype=np.uint32) * 255 + 32767) // 65535).astype(np.uint8)

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .color import normalize_ab, rgb_to_lab
-from .errors import UserError, parse_json
+from colorgan.color import normalize_ab, rgb_to_lab
+from colorgan.errors import UserError, parse_json
 
 #: a*, b* (normalized as the model's output) and the mask, all times HINT_GAIN.
 HINT_CHANNELS = 3

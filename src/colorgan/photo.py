@@ -25,8 +25,8 @@ from typing import Literal
 import numpy as np
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from .color import color_kind, luminance
-from .errors import PhotoError, PhotoTooLarge
+from colorgan.color import color_kind, luminance, to_8_bit
+from colorgan.errors import PhotoError, PhotoTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def _from_array(array: np.ndarray) -> Image.Image:
         gray = array.ndim == 2  # kept 16-bit, like a 16-bit scan
         array = (np.clip(array, 0.0, 1.0) * (65535.0 if gray else 255.0) + 0.5).astype(np.uint16 if gray else np.uint8)
     elif array.dtype == np.uint16 and array.ndim == 3:
-        array = (array >> 8).astype(np.uint8)
+        array = to_8_bit(array)
     elif array.dtype not in (np.uint8, np.uint16):
         raise PhotoError("array", f"expected uint8, uint16 or float pixels, got {array.dtype}")
     return Image.fromarray(np.ascontiguousarray(array))

@@ -1,7 +1,8 @@
 """Between a photo and the model: the small L* the model sees, and its answer joined to the full-size photo.
 
 The model only sees a size×size thumbnail. Its ab is upsampled and joined to the photo's own
-full-resolution L* in horizontal stripes, spread over a thread pool (NumPy releases the GIL),
+full-resolution L* in horizontal stripes, spread over the process's compute pool
+(:func:`colorgan.workers.compute_pool`; NumPy releases the GIL),
 so the memory used beyond the input and output pixels is bounded by the stripe, not the photo.
 
 Plain bilinear upsampling smears each model pixel's color over (photo / size) pixels, so on a
@@ -14,18 +15,16 @@ changes, at the photo's own resolution, and stays smooth where the lightness is 
 
 from __future__ import annotations
 
-import functools
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from .color import denormalize_ab, lightness_f, luminance as luminance_of, luminance_f, normalize_l, to_srgb
+from colorgan.workers import compute_pool
+from colorgan.color import denormalize_ab, lightness_f, luminance as luminance_of, luminance_f, normalize_l, to_srgb
 
 if TYPE_CHECKING:
-    from .photo import Photo
+    from colorgan.photo import Photo
 
 # Pixels per stripe of the full-resolution pass, one stripe per thread at a time. At 16 K pixels
 # its float temporaries (64 KB each) stay in cache and under glibc's mmap threshold (128 KB), so
@@ -108,8 +107,7 @@ def recombine(photo: Photo, ab_norm: np.ndarray, *, luminance: np.ndarray | None
         if alpha is not None:
             out[top:bottom, :, 3:] = alpha if bits == 8 else alpha.astype(np.uint16) * 257
 
-    with ThreadPoolExecutor(_threads()) as pool:
-        list(pool.map(stripe, range(0, height, rows)))
+    list(compute_pool().map(stripe, range(0, height, rows)))
     return Image.fromarray(out) if bits == 8 else out
 
 
@@ -170,12 +168,3 @@ def _lerp(values: np.ndarray, weights: tuple[np.ndarray, np.ndarray, np.ndarray]
     high *= t.reshape(shape)
     high += low
     return high
-
-
-@functools.cache
-def _threads() -> int:
-    """The cores this process may use (the stripes are spread over as many threads)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)

@@ -1,4 +1,4 @@
-"""``colorgan serve``: a web page and a plain HTTP API around one shared :class:`~colorgan.infer.Colorizer`.
+"""``colorgan serve``: a web page and a plain HTTP API around one shared :class:`~colorgan.colorizer.Colorizer`.
 
 One FastAPI app serves both:
 
@@ -23,9 +23,9 @@ as it is no longer needed; a server that starts removes the folders of servers t
 killed (:mod:`.workdir`). :mod:`.server` puts the pieces together and runs them.
 """
 
-from .limiter import Limiter
-from .server import create_app, serve, url_for
-from .service import ColorizeService
-from .settings import RequestError, ServeSettings
+from colorgan.serve.limiter import Limiter
+from colorgan.serve.server import create_app, serve, url_for
+from colorgan.serve.service import ColorizeService
+from colorgan.serve.settings import RequestError, ServeSettings
 
 __all__ = ["ColorizeService", "Limiter", "RequestError", "ServeSettings", "create_app", "serve", "url_for"]

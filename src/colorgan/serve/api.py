@@ -19,9 +19,9 @@ import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from .service import ColorizeService
-from .settings import RequestError
-from .uploads import receive_photo
+from colorgan.serve.service import ColorizeService
+from colorgan.serve.settings import RequestError
+from colorgan.serve.uploads import receive_photo
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def add_api_routes(api: FastAPI, service: ColorizeService) -> None:
             return png_response(out)
         except RequestError as exc:
             return refusal("POST /api/colorize", exc)
-        except Exception:  # a bug or an exhausted machine: still JSON, and the details in the log only
+        except Exception:  # noqa: BLE001 - a bug or an exhausted machine: still JSON, and the details in the log only
             return internal_error("POST /api/colorize")
         finally:
             upload.unlink(missing_ok=True)

@@ -39,7 +39,7 @@ import h11
 from starlette.types import Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .settings import Networks, RequestError
+from colorgan.serve.settings import Networks, RequestError
 
 HEADER_TIMEOUT_S = 10.0
 BODY_STALL_S = 5.0

@@ -33,10 +33,10 @@ import anyio.to_thread
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .page import GRADIO_CACHE_SWEEP
-from .service import ColorizeService
-from .settings import RequestError
-from .uploads import MAX_JSON_BYTES, check_declared_size, json_too_large
+from colorgan.serve.page import GRADIO_CACHE_SWEEP
+from colorgan.serve.service import ColorizeService
+from colorgan.serve.settings import RequestError
+from colorgan.serve.uploads import MAX_JSON_BYTES, check_declared_size, json_too_large
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 The hint editor at ``/guide`` (``guide.html``) talks to three routes:
 
 - ``POST /api/photos`` (multipart ``image``, optional ``size``) -> ``{"id", "width", "height"}``.
-  The photo is decoded and prepared once (:meth:`colorgan.infer.Colorizer.prepare`) and kept
+  The photo is decoded and prepared once (:meth:`colorgan.colorizer.Colorizer.prepare`) and kept
   in a small store that forgets the least recently used photo.
 - ``POST /api/photos/{id}/colorize`` (JSON ``{"hints": [...]}``) -> ``image/jpeg``: the result
   drawn on a preview of at most :data:`PREVIEW_PIXELS`, fast enough to follow every click and drag.
@@ -29,12 +29,12 @@ import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from ..hints import Hint, HintError, hints_from_json
-from ..infer import Colorizer, PreparedPhoto
-from .api import internal_error, png_response, refusal, try_unlink
-from .service import ColorizeService
-from .settings import RequestError
-from .uploads import receive_json, receive_photo
+from colorgan.hints import Hint, HintError, hints_from_json
+from colorgan.colorizer import Colorizer, PreparedPhoto
+from colorgan.serve.api import internal_error, png_response, refusal, try_unlink
+from colorgan.serve.service import ColorizeService
+from colorgan.serve.settings import RequestError
+from colorgan.serve.uploads import receive_json, receive_photo
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from .settings import RequestError
+from colorgan.serve.settings import RequestError
 
 
 class Limiter:

@@ -18,9 +18,9 @@ import anyio.to_thread
 import gradio as gr
 from gradio.exceptions import ComponentProcessingError
 
-from ..photo import pillow_errors
-from .service import ColorizeService
-from .settings import RequestError
+from colorgan.photo import pillow_errors
+from colorgan.serve.service import ColorizeService
+from colorgan.serve.settings import RequestError
 
 log = logging.getLogger(__name__)
 

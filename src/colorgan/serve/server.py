@@ -13,15 +13,15 @@ from collections.abc import AsyncIterator, Callable
 import gradio as gr
 from fastapi import FastAPI
 
-from ..errors import UserError
-from ..infer import Colorizer
-from .api import add_api_routes
-from .connections import GuardedH11Protocol
-from .gradio_guard import GradioGuard
-from .guided import PhotoStore, add_guided_routes
-from .page import EXAMPLES_DIR, build_page
-from .service import ColorizeService
-from .settings import ServeSettings
+from colorgan.errors import UserError
+from colorgan.colorizer import Colorizer
+from colorgan.serve.api import add_api_routes
+from colorgan.serve.connections import GuardedH11Protocol
+from colorgan.serve.gradio_guard import GradioGuard
+from colorgan.serve.guided import PhotoStore, add_guided_routes
+from colorgan.serve.page import EXAMPLES_DIR, build_page
+from colorgan.serve.service import ColorizeService
+from colorgan.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The core every front end calls: check a photo, then colorize it to a PNG under the limiter.
 
-:class:`ColorizeService` owns the one shared :class:`~colorgan.infer.Colorizer`, the
+:class:`ColorizeService` owns the one shared :class:`~colorgan.colorizer.Colorizer`, the
 :class:`~colorgan.serve.limiter.Limiter` and the API's private temporary folder; the page
 and the API only move files in and out and turn :class:`RequestError` into their own answers.
 """
@@ -19,14 +19,15 @@ import anyio.to_thread
 import numpy as np
 from PIL import Image
 
-from ..errors import PhotoError, PhotoTooLarge, UserError
-from ..files import PNG_COMPRESS_LEVEL
-from ..hints import Hint, HintError
-from ..infer import Colorizer
-from ..photo import open_image, read_photo
-from .limiter import Limiter
-from .settings import RequestError, ServeSettings
-from .workdir import make_workdir, remove_stale_workdirs
+from colorgan.color import to_8_bit
+from colorgan.errors import PhotoError, PhotoTooLarge, UserError
+from colorgan.files.images import PNG_COMPRESS_LEVEL
+from colorgan.hints import Hint, HintError
+from colorgan.colorizer import Colorizer
+from colorgan.photo import open_image, read_photo
+from colorgan.serve.limiter import Limiter
+from colorgan.serve.settings import RequestError, ServeSettings
+from colorgan.serve.workdir import make_workdir, remove_stale_workdirs
 
 log = logging.getLogger(__name__)
 
@@ -130,5 +131,5 @@ class ColorizeService:
 def _browser_image(image: Image.Image) -> Image.Image:
     """A decoded photo in a mode PNG viewers agree on: 16-bit gray becomes 8-bit."""
     if image.mode.startswith("I;16"):
-        return Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+        return Image.fromarray(to_8_bit(np.asarray(image)))
     return image

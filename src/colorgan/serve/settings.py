@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from starlette.responses import JSONResponse
 
-from ..errors import UserError
-from ..infer import ModelOptions
+from colorgan.errors import UserError, check_range
+from colorgan.colorizer import ModelOptions
 
 #: Seconds a 503 asks the client to wait before trying again, unless it says otherwise.
 RETRY_AFTER_S = 30
@@ -37,14 +37,10 @@ class ServeSettings(ModelOptions):
 
     def validate(self) -> None:
         """Refuse settings that would make a server that cannot work, before loading anything."""
-        if self.concurrency < 1:
-            raise UserError(f"--concurrency must be at least 1, got {self.concurrency}")
-        if self.max_queue < 0:
-            raise UserError(f"--max-queue must be 0 or more, got {self.max_queue}")
-        if not self.max_upload_mb > 0:
-            raise UserError(f"--max-upload-mb must be positive, got {self.max_upload_mb}")
-        if not self.max_megapixels > 0:
-            raise UserError(f"--max-megapixels must be positive, got {self.max_megapixels}")
+        check_range("--concurrency", self.concurrency, low=1)
+        check_range("--max-queue", self.max_queue, low=0)
+        check_range("--max-upload-mb", self.max_upload_mb, above=0)
+        check_range("--max-megapixels", self.max_megapixels, above=0)
         _ = self.trusted_networks  # parsing them refuses a malformed one now
 
     @property

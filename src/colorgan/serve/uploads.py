@@ -19,9 +19,9 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
 
-from ..errors import UserError, parse_json
-from ..hints import Hint, HintError, parse_hints_json
-from .settings import RequestError, ServeSettings
+from colorgan.errors import UserError, parse_json
+from colorgan.hints import Hint, HintError, parse_hints_json
+from colorgan.serve.settings import RequestError, ServeSettings
 
 # A JSON request body (a hint list of MAX_HINTS points is about 60 KB).
 MAX_JSON_BYTES = 1 << 20

@@ -1,1 +1,1 @@
-"""The parts of ``colorgan train``: options, trainer, checkpoints, run record and validation (the loop is :mod:`colorgan.train`)."""
+"""The parts of ``colorgan train``: options, trainer, checkpoints, run record and validation (the loop is :mod:`colorgan.training.loop`)."""

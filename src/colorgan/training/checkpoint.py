@@ -1,7 +1,7 @@
 """A run's checkpoints: complete ``step-N`` folders behind a ``LATEST`` pointer.
 
 A checkpoint is written into ``step-N.tmp``, renamed to ``step-N`` once complete, and only
-then named by ``LATEST`` (through :func:`colorgan.files.atomic_output`), so a kill at any
+then named by ``LATEST`` (through :func:`colorgan.files.atomic.atomic_output`), so a kill at any
 moment leaves ``LATEST`` naming a complete checkpoint. The files inside the folder are
 written directly: nothing ever reads a ``.tmp`` folder, and the folder's rename is what
 makes them visible, all at once.
@@ -22,10 +22,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from ..errors import UserError
-from ..files import atomic_output
-from ..models import read_weights
-from .runlog import EpochMeters
+from colorgan.errors import UserError
+from colorgan.files.atomic import atomic_output
+from colorgan.model.artifact import read_weights
+from colorgan.training.runlog import EpochMeters
 
 log = logging.getLogger(__name__)
 

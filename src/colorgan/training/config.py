@@ -12,8 +12,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import UserError
-from ..model_files import MAX_TRAINING_SIZE
+from colorgan.errors import UserError, check_range
 
 STAGES = ("pretrain", "gan")
 # What makes a run the run it is: a resume may change how long it trains, never these.
@@ -52,6 +51,7 @@ class TrainConfig:
     critic_warmup: int = 0
     min_colorfulness: float = 0.0
     target_saturation: float = 1.0
+    degrade: float = 0.0
     balance: float = 0.0
     crop_scale: float | None = None
     ema: float | None = None
@@ -120,51 +120,47 @@ class TrainConfig:
     def generator_kwargs(self) -> dict[str, Any]:
         """The training options that the chosen generator's constructor takes (e.g. ``encoder``;
         ``hints`` gives it the hint channels of :mod:`colorgan.hints`)."""
-        from ..models import generator_options  # here, not at the top: ``colorgan train --help`` reads this module's defaults
+        from colorgan.networks import generator_options  # here, not at the top: ``colorgan train --help`` reads this module's defaults
 
-        from ..hints import HINT_CHANNELS
+        from colorgan.hints import HINT_CHANNELS
 
         return generator_options(self.generator, {"encoder": self.encoder, "cond_channels": HINT_CHANNELS if self.hints else 0,
                                                   "color_head": self.color_head})
 
     def validate(self) -> None:
         """Reject impossible settings before any work starts."""
-        from ..losses import GAN_MODES
-        from ..models import D_NORMS, GENERATORS
+        from colorgan.model.files import MAX_TRAINING_SIZE
+        from colorgan.networks import D_NORMS, GENERATORS
+        from colorgan.training.losses import GAN_MODES
 
-        checks = [
+        choices = [
             (self.stage in STAGES, f"--stage must be one of {', '.join(STAGES)}, got {self.stage!r}"),
             (self.generator in GENERATORS, f"unknown generator {self.generator!r}; choose one of: {', '.join(sorted(GENERATORS))}"),
             (self.gan_mode in GAN_MODES, f"--gan-mode must be one of {', '.join(GAN_MODES)}, got {self.gan_mode!r}"),
             (self.d_norm in D_NORMS, f"--d-norm must be one of {', '.join(D_NORMS)}, got {self.d_norm!r}"),
             (self.mixed_precision in PRECISIONS, f"--mixed-precision must be one of {', '.join(PRECISIONS)}"),
             (self.data is not None, "--data is required: a folder of color photos"),
-            (0 < self.size <= MAX_TRAINING_SIZE, f"--size must be between 1 and {MAX_TRAINING_SIZE}, got {self.size}"),
-            (self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}"),
-            (self.epochs > 0, f"--epochs must be positive, got {self.epochs}"),
-            (self.learning_rate > 0, "--lr must be positive"),
-            (self.lambda_perceptual >= 0, "--lambda-perceptual cannot be negative"),
-            (self.cond_lr_scale > 0, "--cond-lr-scale must be positive"),
             (not self.freeze_base or ((self.hints or self.color_head) and self.init_from is not None),
              "--freeze-base trains only the layers a run adds to a model: it needs --init-from, and --hints or --color-head"),
-            (self.lambda_color >= 0, "--lambda-color cannot be negative"),
             (not self.color_head or self.generator == "resunet", "--color-head is a layer of the resunet generator"),
-            (self.workers >= 0, "--workers cannot be negative"),
-            (self.val_limit > 0, "--val-limit must be positive"),
-            (self.samples >= 0, "--samples cannot be negative"),
-            (self.save_every >= 0, "--save-every cannot be negative (0: checkpoints at epoch ends only)"),
-            (0 <= self.balance <= 1, f"--balance must be between 0 and 1, got {self.balance}"),
-            (self.crop_scale is None or 0 < self.crop_scale <= 1, f"--crop-scale must be in (0, 1], got {self.crop_scale}"),
-            (self.ema is None or 0 < self.ema < 1, f"--ema must be a decay between 0 and 1, got {self.ema}"),
-            (self.max_minutes is None or self.max_minutes > 0, "--max-minutes must be positive"),
-            (self.critic_warmup >= 0, "--critic-warmup cannot be negative"),
             (self.gan or not self.critic_warmup, "--critic-warmup trains the critic of --stage gan; a pretrain run has none"),
-            (self.min_colorfulness >= 0, "--min-colorfulness cannot be negative"),
-            (0 < self.target_saturation <= 2, f"--target-saturation must be in (0, 2], got {self.target_saturation}"),
         ]
-        for ok, message in checks:
+        for ok, message in choices:
             if not ok:
                 raise UserError(message)
+        for name, value, bounds in [
+            ("--size", self.size, {"low": 1, "high": MAX_TRAINING_SIZE}), ("--batch-size", self.batch_size, {"low": 1}),
+            ("--epochs", self.epochs, {"low": 1}), ("--lr", self.learning_rate, {"above": 0}),
+            ("--lambda-perceptual", self.lambda_perceptual, {"low": 0}), ("--lambda-color", self.lambda_color, {"low": 0}),
+            ("--cond-lr-scale", self.cond_lr_scale, {"above": 0}), ("--workers", self.workers, {"low": 0}),
+            ("--val-limit", self.val_limit, {"low": 1}), ("--samples", self.samples, {"low": 0}),
+            ("--save-every", self.save_every, {"low": 0}), ("--balance", self.balance, {"low": 0, "high": 1}),
+            ("--crop-scale", self.crop_scale, {"above": 0, "high": 1}), ("--ema", self.ema, {"above": 0, "below": 1}),
+            ("--max-minutes", self.max_minutes, {"above": 0}), ("--critic-warmup", self.critic_warmup, {"low": 0}),
+            ("--min-colorfulness", self.min_colorfulness, {"low": 0}), ("--degrade", self.degrade, {"low": 0, "high": 1}), ("--target-saturation", self.target_saturation, {"above": 0, "high": 2}),
+        ]:
+            if value is not None:
+                check_range(name, value, **bounds)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}

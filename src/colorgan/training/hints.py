@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from ..hints import HINT_CHANNELS, HINT_COUNT_P, HINT_GAIN, MAX_HINTS, MAX_SIMULATED_SIDE, NO_HINT_SHARE
+from colorgan.hints import HINT_CHANNELS, HINT_COUNT_P, HINT_GAIN, MAX_HINTS, MAX_SIMULATED_SIDE, NO_HINT_SHARE
 
 
 def reveal(ab: torch.Tensor, channels: torch.Tensor, *, y: int, x: int, side: int) -> None:

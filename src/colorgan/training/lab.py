@@ -10,7 +10,7 @@ import torch
 from kornia.color import lab_to_rgb as _kornia_lab_to_rgb
 from kornia.color import rgb_to_lab as _kornia_rgb_to_lab
 
-from ..color import denormalize_ab, denormalize_l, normalize_ab, normalize_l
+from colorgan.color import denormalize_ab, denormalize_l, normalize_ab, normalize_l
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:

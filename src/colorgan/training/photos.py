@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import GRAY_MODES
-from ..errors import PhotoError
-from ..metrics import colorfulness
-from ..photo import open_image
+from colorgan.training.data import GRAY_MODES
+from colorgan.errors import PhotoError
+from colorgan.evaluation.metrics import colorfulness
+from colorgan.photo import open_image
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def scan_photos(paths: list[Path], *, warn: bool = True, min_colorfulness: float
 
 
 def _colorfulness(path: Path) -> float:
-    """The photo's colorfulness (:func:`colorgan.metrics.colorfulness`); an unreadable one counts as dull (0)."""
+    """The photo's colorfulness (:func:`colorgan.evaluation.metrics.colorfulness`); an unreadable one counts as dull (0)."""
     try:
         with open_image(path, bomb_limit="warning") as img:
             rgb = np.asarray(img.convert("RGB"))
@@ -81,25 +81,17 @@ def _colorfulness(path: Path) -> float:
     return float(colorfulness(rgb[None])[0])
 
 
-def epoch_plan(usable: int, *, batch_size: int, processes: int, drop_last: bool) -> tuple[int, int]:
-    """``(photos an epoch draws, photos that sit out)``: with ``drop_last`` the photos past the last
-    full batch of every process (fewer than one step's worth, different ones each epoch) sit out."""
-    per_step = batch_size * processes
-    drawn = usable // per_step * per_step if drop_last else usable
-    return drawn, usable - drawn
-
-
 PRIOR_PHOTOS = 2000
 PRIOR_SIZE = 32
 
 
 def photos_color_prior(paths: list[Path]) -> torch.Tensor:
-    """How often each color bin occurs in the training photos (:func:`~colorgan.models.color_classes.color_prior`),
+    """How often each color bin occurs in the training photos (:func:`~colorgan.networks.color_classes.color_prior`),
     from up to :data:`PRIOR_PHOTOS` of them spread evenly over ``paths``, each at :data:`PRIOR_SIZE` px:
     what a color head's loss is rebalanced by (the same photos every run, so a resume computes the same)."""
-    from ..data import load_rgb
-    from ..models.color_classes import color_prior
-    from .lab import rgb_to_model_space, uint8_to_unit
+    from colorgan.training.data import load_rgb
+    from colorgan.networks.color_classes import color_prior
+    from colorgan.training.lab import rgb_to_model_space, uint8_to_unit
 
     step = max(1, len(paths) // PRIOR_PHOTOS)
     counts = None

@@ -1,6 +1,6 @@
 """What a run records for people: per-epoch meters, ``losses.csv``, tensorboard, sample grids, ``config.yaml``, progress.
 
-Every file goes through :func:`colorgan.files.atomic_output` (tensorboard's event files
+Every file goes through :func:`colorgan.files.atomic.atomic_output` (tensorboard's event files
 excepted: tensorboard appends to them as it goes). Only the main process writes.
 """
 
@@ -20,12 +20,12 @@ import yaml
 from accelerate import Accelerator
 from PIL import Image
 
-from ..evaluate import save_grid
-from ..files import atomic_output
-from ..losses import LOSS_NAMES
+from colorgan.evaluation.evaluate import save_grid
+from colorgan.files.atomic import atomic_output
+from colorgan.training.losses import LOSS_NAMES
 
 if TYPE_CHECKING:
-    from .config import TrainConfig
+    from colorgan.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@
 A run's ``val_psnr``, ``val_cf``, ``val_delta_cf`` and ``val_auc`` after an epoch equal what
 ``colorgan evaluate --data VAL --limit VAL_LIMIT --model RUN/model.safetensors`` reports for the
 model published at that epoch (on the same device, at evaluate's default batch size): the same
-first ``val_limit`` files, each made gray with :func:`colorgan.evaluate.gray_input`, colorized
+first ``val_limit`` files, each made gray with :func:`colorgan.evaluation.evaluate.gray_input`, colorized
 by a :class:`colorgan.Colorizer` at the training size, stretched to 256×256 and scored by
-:func:`colorgan.evaluate.score_colorizer`. ``tests/test_train.py`` checks the equality.
+:func:`colorgan.evaluation.evaluate.score_colorizer`. ``tests/test_train.py`` checks the equality.
 """
 
 from __future__ import annotations
@@ -15,15 +15,16 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .lab import rgb_to_model_space, uint8_to_unit
-from ..data import PhotoDataset
-from ..files import find_images
-from ..errors import UserError
-from ..evaluate import score_colorizer
-from ..infer import Colorizer, torch_predictor
-from ..losses import l1_loss
-from ..models import Generator, build_generator, generator_spec
-from .config import TrainConfig
+from colorgan.training.lab import rgb_to_model_space, uint8_to_unit
+from colorgan.training.data import PhotoDataset
+from colorgan.files.discovery import find_images
+from colorgan.errors import UserError
+from colorgan.evaluation.evaluate import score_colorizer
+from colorgan.colorizer import Colorizer
+from colorgan.model.backends import torch_predictor
+from colorgan.training.losses import l1_loss
+from colorgan.networks import Generator, build_generator, generator_spec
+from colorgan.training.config import TrainConfig
 
 
 class Validator:

@@ -11,15 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import render
-from ..color import denormalize_l
-from ..hints import Hint, check_hints, hint_channels
-from ..photo import read_photo
-from .settings import DEFAULT_BATCH, DEFAULT_STRENGTH
-from .temporal import Motion, Stabilizer, TemporalState, grid_hints, track_hints
+from colorgan.color import denormalize_l
+from colorgan.hints import Hint, check_hints, hint_channels
+from colorgan.photo import read_photo
+from colorgan.video.settings import DEFAULT_BATCH, DEFAULT_STRENGTH
+from colorgan.video.temporal import Motion, Stabilizer, TemporalState, grid_hints, track_hints
 
 if TYPE_CHECKING:
-    from ..infer import Colorizer
+    from colorgan.colorizer import Colorizer
 
 
 class FrameColorizer:
@@ -54,7 +53,7 @@ class FrameColorizer:
         photos = [read_photo(frame) for frame in frames]
         if not photos:
             return []
-        l_norm = np.stack([render.model_input(photo, self.size) for photo in photos])
+        l_norm = self.colorizer.model_inputs(photos, self.size)
         grids = [_grid_lightness(l) for l in l_norm]
         motions: list[Motion | None] = []
         hint_lists: list[list[tuple[float, float, tuple[float, float]]]] = []

@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import queue
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -29,14 +28,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..files import atomic_output, publish, same_file
-from . import io
-from .frames import FrameColorizer
-from .settings import VideoSettings
-from .temporal import TemporalState
+from colorgan.files.atomic import atomic_output, publish
+from colorgan.files.discovery import same_file
+from colorgan.video import decode, encode
+from colorgan.video.frames import FrameColorizer
+from colorgan.video.settings import VideoSettings
+from colorgan.video.temporal import TemporalState
+from colorgan.workers import Channel, Closed
 
 if TYPE_CHECKING:
-    from ..infer import Colorizer
+    from colorgan.colorizer import Colorizer
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +64,18 @@ def colorize_video(colorizer: Colorizer, source: str | Path, output: str | Path,
     """Colorize the video ``source`` into ``output`` (its container from its suffix).
 
     ``on_start(total_frames or None, frames_already_done)`` and ``on_frames(n)`` report progress.
-    Raises :class:`~colorgan.video.io.VideoError` for a video that cannot be read.
+    Raises :class:`~colorgan.video.decode.VideoError` for a video that cannot be read.
     """
     source, output = Path(source), Path(output)
     if same_file(source, output):
-        raise io.VideoError(str(output), "is the input video; the input is never written: choose another output")
+        raise decode.VideoError(str(output), "is the input video; the input is never written: choose another output")
     suffix = output.suffix.lower()
-    if suffix not in io.MUXERS:
-        raise io.VideoError(str(output), f"colorgan cannot write {suffix or 'suffix-less'} videos; use one of {', '.join(io.MUXERS)}")
+    if suffix not in encode.MUXERS:
+        raise decode.VideoError(str(output), f"colorgan cannot write {suffix or 'suffix-less'} videos; use one of {', '.join(encode.MUXERS)}")
     settings.validate()
-    encoding = io.Encoding.for_output(settings.codec_for(suffix), settings.crf, suffix)
-    io.check_codec(encoding.codec, suffix)
-    info = io.probe(source)
+    encoding = encode.Encoding.for_output(settings.codec_for(suffix), settings.crf, suffix)
+    encode.check_codec(encoding.codec, suffix)
+    info = decode.probe(source)
     _check_hint_frames(settings, info, source)
     frames = FrameColorizer(colorizer, size=settings.size, temporal=settings.temporal, strength=settings.strength,
                             hints=settings.hints_by_frame())  # its checks come before anything is written
@@ -88,30 +89,31 @@ def colorize_video(colorizer: Colorizer, source: str | Path, output: str | Path,
         if not manifest.complete:
             _colorize_rest(frames, info, manifest, settings, encoding, on_frames)
         with atomic_output(output) as tmp:
-            io.join(manifest.part_paths(), info, tmp, suffix=suffix, rotation=manifest.rotation or 0)
-    except io.VideoError:
+            encode.join(manifest.part_paths(), info, tmp, suffix=suffix, rotation=manifest.rotation or 0)
+    except decode.VideoError:
         shutil.rmtree(folder, ignore_errors=True)  # the input is at fault: no run will resume from these parts
         raise  # (a VideoWriteError or an OSError, a full disk say, keeps them for the rerun)
     shutil.rmtree(folder, ignore_errors=True)
     return VideoResult(frames=manifest.frames, resumed_frames=resumed, cuts=frames.cuts)
 
 
-def _check_hint_frames(settings: VideoSettings, info: io.VideoInfo, source: Path) -> None:
+def _check_hint_frames(settings: VideoSettings, info: decode.VideoInfo, source: Path) -> None:
     """Refuse a hint for a frame past the video's end (a typo would otherwise go unused, unsaid).
     A frame count estimated from duration and rate can be a few frames off, so 5 % are allowed."""
     total = info.expected_frames()
     last = max((hint.frame for hint in settings.hints), default=0)
     if total is not None and last >= total + max(2, total // 20):
-        raise io.VideoError(str(source), f"a hint is for frame {last}, but the video has about {total} frames (0 to {total - 1})")
+        raise decode.VideoError(str(source), f"a hint is for frame {last}, but the video has about {total} frames (0 to {total - 1})")
 
 
-def _colorize_rest(frames: FrameColorizer, info: io.VideoInfo, manifest: _Manifest, settings: VideoSettings,
-                   encoding: io.Encoding, on_frames: Callable[[int], None] | None) -> None:
-    """Decode → colorize → encode the frames after the last finished part, part by part."""
-    decoded: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES * settings.batch_size)
-    encoded: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
-    stop = threading.Event()
-    reader = threading.Thread(target=_read, args=(info, manifest.last_pts, decoded, stop), name="colorgan-decode", daemon=True)
+def _colorize_rest(frames: FrameColorizer, info: decode.VideoInfo, manifest: _Manifest, settings: VideoSettings,
+                   encoding: encode.Encoding, on_frames: Callable[[int], None] | None) -> None:
+    """Decode → colorize → encode the frames after the last finished part, part by part: a decoding
+    thread and an encoding thread around the model on this one, joined by channels (:class:`~colorgan.workers.Channel`)
+    (bounded: memory stays a few batches), which either side closes when it stops."""
+    decoded = Channel(QUEUE_BATCHES * settings.batch_size)
+    encoded = Channel(QUEUE_BATCHES)
+    reader = threading.Thread(target=_read, args=(info, manifest.last_pts, decoded), name="colorgan-decode", daemon=True)
     writer = _Writer(info, manifest, encoding, encoded, on_frames)
     writer_thread = threading.Thread(target=writer.run, name="colorgan-encode", daemon=True)
     reader.start()
@@ -124,52 +126,44 @@ def _colorize_rest(frames: FrameColorizer, info: io.VideoInfo, manifest: _Manife
                 _put(encoded, ("end", frames.state), writer)
         _put(encoded, ("done", frames.state), writer)
     except BaseException:
-        writer.abort.set()
+        encoded.close()  # the encoder stops at once and discards its unfinished part
         raise
     finally:
-        stop.set()
+        decoded.close()  # the decoder stops at its next frame; the input file is closed with it
         writer_thread.join()
-        reader.join(timeout=5)  # it stops at its next frame; the input file is closed with it
+        reader.join(timeout=5)
     if writer.error is not None:
         raise writer.error
 
 
-def _put(channel: queue.Queue, item: tuple, writer: _Writer) -> None:
-    """Hand work to the encoder, unless it has failed (its error is raised instead of waiting forever)."""
-    while True:
-        if writer.error is not None:
-            raise writer.error
-        with contextlib.suppress(queue.Full):
-            channel.put(item, timeout=0.5)
-            return
-
-
-def _read(info: io.VideoInfo, after_pts: int | None, out: queue.Queue, stop: threading.Event) -> None:
-    """The decoding thread: frames, then None; an exception is handed on instead of a frame. It
-    stops as soon as ``stop`` is set (the main thread gave up), never blocked on a full queue."""
-
-    def offer(item: object) -> bool:
-        while not stop.is_set():
-            with contextlib.suppress(queue.Full):
-                out.put(item, timeout=0.5)
-                return True
-        return False
-
+def _put(channel: Channel, item: tuple, writer: _Writer) -> None:
+    """Hand work to the encoder; if it has failed (it closes its channel), its error is raised."""
     try:
-        for frame in io.read_frames(info, after_pts=after_pts):
-            if not offer(frame):
-                return
-        offer(None)
-    except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
-        offer(exc)
+        channel.put(item)
+    except Closed:
+        raise writer.error or RuntimeError("the video encoder stopped") from None
 
 
-def _batches(decoded: queue.Queue, settings: VideoSettings, info: io.VideoInfo) -> Iterator[tuple[list[io.Frame], bool]]:
+def _read(info: decode.VideoInfo, after_pts: int | None, out: Channel) -> None:
+    """The decoding thread: frames, then None; an exception is handed on instead of a frame. It
+    stops as soon as the main thread closes ``out``."""
+    with contextlib.suppress(Closed):
+        try:
+            for frame in decode.read_frames(info, after_pts=after_pts):
+                out.put(frame)
+            out.put(None)
+        except Closed:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+            out.put(exc)
+
+
+def _batches(decoded: Channel, settings: VideoSettings, info: decode.VideoInfo) -> Iterator[tuple[list[decode.Frame], bool]]:
     """Model batches of decoded frames, and whether the part ends after each (an empty batch can end
     one). A part ends before the first frame at least ``segment_seconds`` after the part's first
     frame; batches never span two parts, and a resumed run starts a part with its first frame."""
     limit = settings.segment_seconds / float(info.time_base)
-    batch: list[io.Frame] = []
+    batch: list[decode.Frame] = []
     start: int | None = None
     while True:
         item = decoded.get()
@@ -194,22 +188,18 @@ class _Writer:
     """The encoding thread: frames into the current part; at a part's end, the part and its
     state made permanent. Its first exception is kept in :attr:`error` and stops it."""
 
-    def __init__(self, info: io.VideoInfo, manifest: _Manifest, encoding: io.Encoding, channel: queue.Queue,
+    def __init__(self, info: decode.VideoInfo, manifest: _Manifest, encoding: encode.Encoding, channel: Channel,
                  on_frames: Callable[[int], None] | None) -> None:
         self.info, self.manifest, self.encoding, self.channel, self.on_frames = info, manifest, encoding, channel, on_frames
         self.error: BaseException | None = None
-        self.abort = threading.Event()  # set by the main thread when it gives up: stop at once
-        self._part: io.PartWriter | None = None
+        self._part: encode.PartWriter | None = None
         self._first_pts: int | None = None
         self._last_pts: int | None = None
 
     def run(self) -> None:
         try:
-            while not self.abort.is_set():
-                try:
-                    item = self.channel.get(timeout=0.5)
-                except queue.Empty:
-                    continue
+            while True:
+                item = self.channel.get()
                 if item[0] == "frames":
                     self._write(item[1], item[2])
                 elif item[0] == "end":
@@ -218,8 +208,11 @@ class _Writer:
                     self._finish_part(item[1])
                     self.manifest.mark_complete()
                     break
+        except Closed:  # the main thread gave up: stop at once
+            pass
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self.error = exc
+            self.channel.close()
         finally:
             if self._part is not None:
                 with contextlib.suppress(Exception):
@@ -227,12 +220,12 @@ class _Writer:
                 with contextlib.suppress(OSError):
                     self._part.path.unlink()
 
-    def _write(self, batch: list[io.Frame], colored: list[np.ndarray]) -> None:
+    def _write(self, batch: list[decode.Frame], colored: list[np.ndarray]) -> None:
         if batch and self.manifest.rotation is None:
             self.manifest.set_stream(rotation=batch[0].rotation, colorspace=batch[0].colorspace)
         for frame, pixels in zip(batch, colored, strict=True):
             if self._part is None:
-                self._part = io.PartWriter(self.manifest.next_part_temp(), self.info, self.encoding,
+                self._part = encode.PartWriter(self.manifest.next_part_temp(), self.info, self.encoding,
                                            colorspace=self.manifest.colorspace, next_slot=self.manifest.next_slot)
                 self._first_pts = frame.pts
             self._part.write(pixels, frame.pts, frame.duration)
@@ -290,7 +283,7 @@ class _Manifest:
 
     @property
     def next_slot(self) -> int:
-        """The first free slot of a constant-rate output after the finished parts (see io.PartWriter)."""
+        """The first free slot of a constant-rate output after the finished parts (see encode.PartWriter)."""
         return self.parts[-1]["next_slot"] if self.parts else 0
 
     def state(self) -> TemporalState | None:
@@ -338,7 +331,7 @@ class _Manifest:
                     entry.unlink()
 
 
-def _fingerprint(colorizer: Colorizer, source: Path, settings: VideoSettings, encoding: io.Encoding) -> str:
+def _fingerprint(colorizer: Colorizer, source: Path, settings: VideoSettings, encoding: encode.Encoding) -> str:
     """What makes finished parts reusable: the same input file, model and settings."""
     stat = source.stat()
     job = {

@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..color import rgb_to_lab
-from .temporal import round_trip_holds, warp
+from colorgan.color import rgb_to_lab
+from colorgan.video.temporal import round_trip_holds, warp
 
 FPS = 24
 

@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import UserError
+from colorgan.errors import check_range
 
 if TYPE_CHECKING:  # the CLI imports this module at start-up: no NumPy until a job needs it
-    from ..hints import Hint
+    from colorgan.hints import Hint
 
 #: Default weight of the colors carried along the optical flow where it is reliable (the rest is
 #: each frame's own prediction). Chosen on clips made from training photos (docs/RESULTS.md).
@@ -29,8 +29,7 @@ DEFAULT_BATCH = 8
 
 def check_strength(strength: float) -> float:
     """The temporal strength, refused outside [0, 1): at 1 a shot would keep its first frame's colors forever."""
-    if not 0.0 <= strength < 1.0:
-        raise UserError(f"--strength must be at least 0 and below 1, got {strength}")
+    check_range("--strength", strength, low=0, below=1)
     return strength
 
 
@@ -54,12 +53,9 @@ class VideoSettings:
     def validate(self) -> None:
         """Refuse options out of range before any video is opened."""
         check_strength(self.strength)
-        if not 0 <= self.crf <= 63:
-            raise UserError(f"--crf must be between 0 and 63, got {self.crf}")
-        if not self.segment_seconds > 0:
-            raise UserError(f"--segment-seconds must be positive, got {self.segment_seconds}")
-        if self.batch_size < 1:
-            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
+        check_range("--crf", self.crf, low=0, high=63)
+        check_range("--segment-seconds", self.segment_seconds, above=0)
+        check_range("--batch-size", self.batch_size, low=1)
 
     def codec_for(self, suffix: str) -> str:
         return self.codec or DEFAULT_CODECS[suffix]

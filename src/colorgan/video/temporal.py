@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..hints import Hint
-from .settings import DEFAULT_STRENGTH, check_strength
+from colorgan.hints import Hint
+from colorgan.video.settings import DEFAULT_STRENGTH, check_strength
 
 # Forward-backward consistency (Sundaram et al. 2010, as Ruder et al. 2016 and Lai et al. 2018 use
 # it): a pixel's flow is trusted when going there and back lands within this many pixels of where
