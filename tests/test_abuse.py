@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -253,10 +254,14 @@ def test_a_full_disk_stops_the_job_with_one_line_and_no_half_file(tiny_model, tm
         written.append(path)
 
     monkeypatch.setattr(images, "_save_image", fill_up)
-    code, out_text, err = cli("colorize", photos, "-o", tmp_path / "out", "--model", tiny_model)
+    report = tmp_path / "report.json"  # on another disk, which has room
+    code, out_text, err = cli("colorize", photos, "-o", tmp_path / "out", "--model", tiny_model, "--report", report)
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(lines) == 1 and "No space left on device" in lines[0] and ".tmp" not in lines[0]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [written[0].name]
+    files = json.loads(report.read_text())["files"]
+    assert [f["status"] for f in files] == ["done", "failed", "failed", "failed"]  # the report still says what was done
+    assert files[1]["reason"].startswith("not written: ")
 
 
 def test_a_video_written_to_an_image_name_is_told_the_video_containers(tmp_path, cli, tiny_model):
@@ -297,3 +302,56 @@ def test_a_16_bit_png_scan_comes_out_as_a_16_bit_png(tmp_path, cli, tiny_model):
     from colorgan.files.provenance import written_by_colorgan
 
     assert written_by_colorgan(tmp_path / "out.png")  # tagged as colorgan's, like every output
+
+
+def test_a_disk_too_full_for_the_lock_is_one_line_and_leaves_no_folder(tiny_model, tmp_path, cli, gray_gradient, monkeypatch):
+    import errno
+
+    photo = tmp_path / "a.png"
+    Image.fromarray(gray_gradient(40, 30)).save(photo)
+
+    def full(fd):  # the lock's one byte is where a full disk first shows
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    code, _, err = cli("colorize", photo, "-o", tmp_path / "new" / "out", "--model", tiny_model)
+    assert code == 2 and err == f"error: cannot write to the output folder {tmp_path / 'new' / 'out'}: No space left on device\n"
+    assert not (tmp_path / "new").exists()  # the folders it made for the job are gone again
+
+
+def test_nested_yaml_and_a_huge_hint_file_are_one_line(tmp_path, cli, tiny_model, gray_gradient):
+    config = tmp_path / "deep.yaml"
+    config.write_text("stage: pretrain\ndata: x\nhints: " + "[" * 2000 + "]" * 2000 + "\n")
+    code, _, err = cli("train", "--config", config, "--out", tmp_path / "run")
+    assert code == 2 and err.count("\n") == 1 and "nested too deeply" in err
+    photo = tmp_path / "a.png"
+    Image.fromarray(gray_gradient(40, 30)).save(photo)
+    huge = tmp_path / "hints.json"
+    huge.write_bytes(b" " * (5 << 20))
+    code, _, err = cli("colorize", photo, "--hints", huge, "--model", tiny_model, "-o", tmp_path / "o.png")
+    assert code == 2 and err.count("\n") == 1 and "larger than 4 MB" in err
+
+
+def test_the_report_never_writes_over_a_users_file(tiny_model, tmp_path, cli, gray_gradient):
+    photo = tmp_path / "a.png"
+    Image.fromarray(gray_gradient(40, 30)).save(photo)
+    hints = tmp_path / "hints.json"
+    hints.write_text('[{"x": 0.5, "y": 0.5, "color": "#ff0000"}]')
+    model_json = tiny_model.with_name("model.json")
+    for report in (hints, model_json):
+        before = report.read_bytes()
+        code, _, err = cli("colorize", photo, "-o", tmp_path / "out", "--model", tiny_model, "--report", report)
+        assert code == 2 and report.read_bytes() == before
+    code, _, err = cli("colorize", photo, "-o", tmp_path / "out", "--model", tiny_model, "--report", hints)
+    assert code == 2 and "exists and is not a colorgan report" in err
+    report = tmp_path / "r.json"
+    assert cli("colorize", photo, "-o", tmp_path / "out", "--model", tiny_model, "--report", report)[0] == 0
+    assert cli("colorize", photo, "-o", tmp_path / "out", "--model", tiny_model, "--report", report)[0] == 0  # its own report: rewritten
+
+
+@pytest.mark.parametrize(("values", "words"), [(np.full((16, 16), np.nan, np.float32), "NaN or infinite"),
+                                               (np.full((16, 16), np.inf, np.float32), "NaN or infinite"),
+                                               (np.full((16, 16), 200.0, np.float32), "must be in [0, 1]")])
+def test_float_arrays_outside_their_range_are_refused_not_painted_black(tiny_model, values, words):
+    with pytest.raises(UserError, match=re.escape(words)):
+        Colorizer.from_pretrained(tiny_model).colorize(values)

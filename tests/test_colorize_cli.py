@@ -166,6 +166,13 @@ def test_colliding_stems_keep_their_source_extension_and_are_named_in_one_note(g
     assert "0 done, 5 skipped" in cli(*args)[1]
 
 
+def test_a_photo_without_an_extension_gets_one_and_no_note(gray, tmp_path: Path, tiny_model: Path, cli) -> None:
+    gray(tmp_path / "scan.png").rename(tmp_path / "scan")
+    code, out, err = cli("colorize", tmp_path / "scan", "-o", tmp_path / "out", "--model", tiny_model)
+    assert code == 0 and "1 done" in out, err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["scan.png"] and "share a name" not in err
+
+
 def test_stems_that_collide_in_their_own_formats_keep_their_source_extension(gray, tmp_path: Path, tiny_model: Path, cli) -> None:
     for name in ["photo.bmp", "photo.gif", "photo.png", "x.jpg", "x.tif", "y.jpeg", "y.JPG"]:
         gray(tmp_path / "p" / name)
@@ -385,5 +392,7 @@ def test_an_output_file_in_a_missing_folder_is_refused_and_no_folder_is_made(gra
     code, _, err = cli("colorize", photo, "-o", tmp_path / "missing" / "dir" / "x.png", "--model", tiny_model)
     assert code == 2 and "does not exist" in err
     assert not (tmp_path / "missing").exists()
+    code, _, err = cli("colorize", photo, "-o", photo / "x.png", "--model", tiny_model)  # under a file
+    assert code == 2 and f"{photo} is a file, not a folder" in err
     code, out, _ = cli("colorize", photo, "-o", tmp_path / "new" / "folder", "--model", tiny_model)  # a folder is made
     assert code == 0 and (tmp_path / "new" / "folder" / "one.png").is_file()

@@ -306,6 +306,10 @@ def test_a_photo_dominated_by_one_hue_is_still_a_color_photo(gray_gradient) -> N
     toy[20:70, 30:90] = (70, 90, 200)
     toy[30:60, 40:80] = (95, 95, 95)  # its gray buttons, as light as its blue
     assert color_kind(toy) == "color"
+    field = np.full((96, 128, 3), (40, 160, 50), np.uint8)
+    field[30:70, 40:80] = 100  # a flat gray block on a saturated green field: far more chroma than any toning
+    assert color_kind(field) == "color"
+    assert color_kind(np.full((64, 64, 3), (40, 160, 50), np.uint8)) == "color"
 
 
 def test_a_toned_photo_is_neither_gray_nor_colored(gray_gradient, color_wheel) -> None:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -322,6 +323,18 @@ def test_gradio_upload_takes_one_photo_and_names_no_server_path(server: Server, 
     for words, (response, status) in refused.items():
         assert_error(response, status, words)
     assert set(server.gradio_files()) == kept  # nothing refused was kept
+
+
+def test_gradio_api_reads_no_file_but_its_own_uploads(server: Server, jpeg_bytes, tmp_path: Path) -> None:
+    secret = tmp_path / "not uploaded.jpg"
+    secret.write_bytes(jpeg_bytes(seed=3))
+    call = f"{server.url}/gradio_api/call/colorize"
+    for path in (str(secret), f"{PUBLIC_FOLDER}/../../{secret.relative_to('/')}", "/etc/hostname"):
+        payload = {"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, 64]}
+        assert_error(httpx.post(call, json=payload, timeout=30), 400, "must be uploaded first")
+    (uploaded,) = httpx.post(f"{server.url}/gradio_api/upload", files={"files": ("p.jpg", jpeg_bytes())}, timeout=30).json()
+    payload = {"data": [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}, 64]}
+    assert httpx.post(call, json=payload, timeout=30).status_code == 200  # an upload of its own still works
 
 
 def test_gradio_uploads_per_client_are_limited(server: Server, jpeg_bytes) -> None:

@@ -132,6 +132,20 @@ def test_the_store_forgets_the_least_recently_used_and_idle_photos(tmp_path: Pat
     assert not uploads[0].exists() and not uploads[2].exists()
 
 
+def test_a_client_filling_the_store_pushes_out_its_own_photos_not_others(tmp_path: Path) -> None:
+    store = PhotoStore(capacity=3, idle_s=3600)
+    uploads = [tmp_path / f"{i}.upload" for i in range(6)]
+    for path in uploads:
+        path.write_bytes(b"x")
+    other = store.add(object(), uploads[0], client="10.0.0.2")  # type: ignore[arg-type]
+    greedy = [store.add(object(), path, client="10.0.0.9") for path in uploads[1:]]  # type: ignore[arg-type]
+    assert len(store) == 3
+    store.get(other)  # still there, although it is the oldest photo in the store
+    assert uploads[0].exists()
+    assert [path.exists() for path in uploads[1:]] == [False, False, False, True, True]
+    store.get(greedy[-1])
+
+
 def test_the_editor_opens_a_16_bit_scan_six_times_the_render_size(server: Server) -> None:
     import io
 

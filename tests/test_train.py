@@ -186,10 +186,11 @@ def test_auto_precision_uses_bf16_on_cpus_only_where_the_hardware_computes_it(mo
 
 
 def test_folder_of_only_grayscale_photos_is_a_user_error(tmp_path):
+    (tmp_path / "photos").mkdir()
     for i in range(3):
-        Image.new("L", (32, 32), 40 * i).save(tmp_path / f"g{i}.png")
+        Image.new("L", (32, 32), 40 * i).save(tmp_path / "photos" / f"g{i}.png")
     with pytest.raises(UserError, match="no usable color photos"):
-        run_training(_config(tmp_path, tmp_path / "run", val=None, epochs=1))
+        run_training(_config(tmp_path / "photos", tmp_path / "run", val=None, epochs=1))
 
 
 def test_existing_run_is_never_overwritten_without_resume(make_photos, tmp_path):
@@ -243,8 +244,14 @@ def test_corrupt_init_or_checkpoint_files_are_user_errors(make_photos, tmp_path)
         run_training(_config(data, tmp_path / "run", init_from=tmp_path / "init", val=None))
     run_training(_config(data, tmp_path / "ok", epochs=1, val=None))
     (latest_checkpoint(tmp_path / "ok") / "state.pt").write_bytes(b"garbage")
-    with pytest.raises(UserError, match="cannot read checkpoint"):
+    with pytest.raises(UserError, match="cannot read checkpoint") as refused:
         run_training(_config(data, tmp_path / "ok", epochs=2, val=None, resume=True))
+    assert "not a training state colorgan wrote" in str(refused.value) and "weights_only" not in str(refused.value)
+
+
+def test_resume_of_a_folder_without_a_run_says_so(cli, tmp_path):
+    code, _, err = cli("train", "--resume", "--out", tmp_path / "nothing")
+    assert code == 2 and "holds no run to continue" in err and "--data" not in err and not (tmp_path / "nothing").exists()
 
 
 def test_ema_run_publishes_the_weight_average_and_resumes_it_exactly(make_photos, tmp_path):
@@ -621,3 +628,25 @@ def test_degraded_scans_damage_the_lightness_of_a_share_of_photos_and_repeat_wit
     assert damaged.abs().max() <= 1.0
     torch.manual_seed(1)
     assert torch.equal(degrade(l, 0.5), damaged)  # the same draws: a resumed run damages the same photos
+
+
+@pytest.mark.parametrize(("photos", "batch"), [(3, 2), (9, 8)])
+def test_a_last_batch_of_one_photo_never_reaches_batchnorm(make_photos, tmp_path, photos, batch):
+    data = make_photos(photos)
+    run_training(_config(data, tmp_path / "run", stage="pretrain", epochs=1, val=None, batch_size=batch))
+    assert _rows(tmp_path / "run")[0]["photos"] == str(batch)  # one full batch; the rest sit out
+
+
+def test_run_folders_that_cannot_be_are_refused_before_any_work(make_photos, tmp_path):
+    data = make_photos(4)
+    (tmp_path / "file.jpg").write_bytes(b"a user's file")
+    for out, words in ((tmp_path / "file.jpg", "is a file"), (data / "runs" / "x", "inside the training photos"),
+                       (tmp_path / "file.jpg" / "run", "cannot create the run folder")):
+        with pytest.raises(UserError, match=words):
+            run_training(_config(data, out, stage="pretrain", epochs=1, val=None))
+    assert (tmp_path / "file.jpg").read_bytes() == b"a user's file"
+    one = tmp_path / "one"
+    one.mkdir()
+    (data / "photo_000.png").rename(one / "only.png")
+    with pytest.raises(UserError, match="at least two"):
+        run_training(_config(one, tmp_path / "run1", stage="pretrain", epochs=1, val=None))

@@ -420,3 +420,13 @@ def test_a_hint_for_a_frame_past_the_end_is_refused_before_any_work(tiny_hint_mo
         video.colorize_video(colorizer, film, tmp_path / "out.mp4", hints=[Hint(x=0.5, y=0.5, color="#ff0000", frame=10**9)])
     assert not list(tmp_path.glob("*out*"))
     video.colorize_video(colorizer, film, tmp_path / "out.mp4", hints=[Hint(x=0.5, y=0.5, color="#ff0000", frame=11)])
+
+
+def test_a_damaged_resume_record_is_discarded_not_a_traceback(tiny_model, tmp_path):
+    film = tmp_path / "film.mp4"
+    write_video(film, [scene(64, 48, i) for i in range(6)])
+    out = tmp_path / "out.mp4"
+    parts_folder(out).mkdir()
+    (parts_folder(out) / "parts.json").write_text("[" * 100_000 + "]" * 100_000)  # nested past the parser's stack
+    result = colorize_video(Colorizer.from_pretrained(tiny_model), film, out)
+    assert result.frames == 6 and out.is_file() and not parts_folder(out).exists()

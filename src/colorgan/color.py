@@ -53,6 +53,9 @@ TONE_OFF_RAY = 5.0
 TONE_OFF_SHARE = 0.005
 TONE_L_BAND = 5.0
 TONE_SPREAD = 2.5
+# Toning gives a print modest chroma (sepia about 20, a cyanotype's Prussian blue up to about 40):
+# a photo whose strongest colors (the 99th percentile of C*ab) go past this is in color, one hue or not.
+TONE_MAX_CHROMA = 45.0
 COLOR_KINDS = ("gray", "toned", "color")
 
 
@@ -284,7 +287,7 @@ def color_kind(rgb: np.ndarray) -> str:
     hue /= max(np.linalg.norm(hue), 1e-6)
     along = ab @ hue
     off_ray = np.where(along > 0, np.linalg.norm(ab - along[:, None] * hue, axis=1), np.linalg.norm(ab, axis=1))
-    if (off_ray > TONE_OFF_RAY).mean() > TONE_OFF_SHARE:
+    if (off_ray > TONE_OFF_RAY).mean() > TONE_OFF_SHARE or np.percentile(np.hypot(ab[:, 0], ab[:, 1]), 99) > TONE_MAX_CHROMA:
         return "color"
     bands = np.minimum((lab[:, 0] / TONE_L_BAND).astype(np.int64), int(100 / TONE_L_BAND) - 1)
     counts = np.bincount(bands)

@@ -61,7 +61,10 @@ class PhotoError(UserError):
 
 class OutputBlocked(UserError):
     """The place outputs go takes no more files (a full disk, a read-only or immutable folder):
-    a job stops at once, since the next photo would fail the same way."""
+    a job stops at once, since the next photo would fail the same way. ``outcomes`` holds what
+    the job did before it stopped (set by the runner), so a report can still say it."""
+
+    outcomes: list = []
 
 
 class PhotoTooLarge(PhotoError):

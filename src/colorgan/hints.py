@@ -168,13 +168,20 @@ def parse_hints_json(text: str | bytes, *, source: str = "hints") -> list[Hint]:
     return hints_from_json(parse_json(text, source=source, error=HintError), source=source)
 
 
+# A hint file of MAX_HINTS hints is a few hundred KB; anything far larger is not one (/dev/zero, say).
+MAX_HINT_FILE_BYTES = 4 << 20
+
+
 def read_hints_file(path: str | Path) -> list[Hint]:
     """Hints from a JSON hint file."""
     path = Path(path)
     try:
-        text = path.read_bytes()
+        with path.open("rb") as file:
+            text = file.read(MAX_HINT_FILE_BYTES + 1)
     except OSError as exc:
         raise HintError(f"cannot read hint file {path}: {exc.strerror or exc}") from None
+    if len(text) > MAX_HINT_FILE_BYTES:
+        raise HintError(f"hint file {path} is larger than {MAX_HINT_FILE_BYTES >> 20} MB; {MAX_HINTS} hints fit in far less")
     return parse_hints_json(text, source=str(path))
 
 

@@ -141,6 +141,11 @@ def _from_array(array: np.ndarray) -> Image.Image:
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise PhotoError("array", f"expected shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {array.shape}")
     if array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise PhotoError("array", "has NaN or infinite values")
+        if array.size and (array.min() < 0.0 or array.max() > 1.0):
+            raise PhotoError("array", f"float pixels must be in [0, 1], got {array.min():g} to {array.max():g} "
+                             "(divide 8-bit values by 255, or pass uint8)")
         gray = array.ndim == 2  # kept 16-bit, like a 16-bit scan
         array = (np.clip(array, 0.0, 1.0) * (65535.0 if gray else 255.0) + 0.5).astype(np.uint16 if gray else np.uint8)
     elif array.dtype == np.uint16 and array.ndim == 3:

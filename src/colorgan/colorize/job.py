@@ -11,6 +11,7 @@ resumes by running it again.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,15 +19,15 @@ from typing import Any
 
 from rich.console import Console
 
-from colorgan.colorize.outcomes import Outcome, check_writable, say, write_job_report
+from colorgan.colorize.outcomes import Outcome, ReportNotWritten, check_writable, say, write_job_report
 from colorgan.colorize.outputs import output_lock, remove_stale_temps
 from colorgan.colorize.plan import VIDEO, Plan, Task, plan
 from colorgan.colorize.progress import FrameProgress
 from colorgan.colorize.ray_engine import RayOptions, colorize_on_ray, colorize_uris_on_ray, require_ray
-from colorgan.colorize.runner import Runner, RunOptions, settled
+from colorgan.colorize.runner import Runner, RunOptions, outcome, settled
 from colorgan.colorize.storage import is_uri
 from colorgan.colorizer import Colorizer, ModelOptions
-from colorgan.errors import UserError, check_range, require_extra
+from colorgan.errors import OutputBlocked, UserError, check_range, require_extra
 from colorgan.files.images import FORMATS, FORMAT_ALIASES
 from colorgan.hints import Hint, HintError, check_hints
 from colorgan.photo import read_photo
@@ -101,10 +102,17 @@ class ColorizeJob(ModelOptions):
             removed = remove_stale_temps([t.output for t in tasks] + ([self.report] if self.report else []))
             if removed:
                 say(console, f"note: removed {removed} stale temporary file{'s' * (removed > 1)} left by an interrupted run")
-            if colorizer is None:
-                outcomes = colorize_on_ray(tasks, self.model_options(), self.run_options(self.size), console, self.ray, progress=progress)
-            else:
-                outcomes = self._run_here(tasks, videos, colorizer, size, console, progress)
+            try:
+                if colorizer is None:
+                    outcomes = colorize_on_ray(tasks, self.model_options(), self.run_options(self.size), console, self.ray,
+                                               progress=progress)
+                else:
+                    outcomes = self._run_here(tasks, videos, colorizer, size, console, progress)
+            except OutputBlocked as exc:  # the outputs' disk is full: the report (elsewhere, maybe) still says what was done
+                if self.report is not None and exc.outcomes:
+                    with contextlib.suppress(ReportNotWritten):
+                        write_job_report(self.report, exc.outcomes)
+                raise
         if self.report is not None:
             write_job_report(self.report, outcomes)
         return outcomes
@@ -124,7 +132,12 @@ class ColorizeJob(ModelOptions):
                   progress: bool) -> list[Outcome]:
         """The local engine: photos through the runner, each video through its own video job, outcomes in task order."""
         photos = [task for i, task in enumerate(tasks) if i not in videos]
-        photo_outcomes = iter(Runner(colorizer, console, self.run_options(size)).run(photos, progress=progress))
+        try:
+            photo_outcomes = iter(Runner(colorizer, console, self.run_options(size)).run(photos, progress=progress))
+        except OutputBlocked as exc:  # the photos run first: no video was started
+            done = iter(exc.outcomes)
+            exc.outcomes = [outcome(task, "failed", f"not written: {exc}") if i in videos else next(done) for i, task in enumerate(tasks)]
+            raise
         video_settings = replace(self.video, size=size, hints=tuple(self.hints))
         return [self._video(task, colorizer, video_settings, console, progress) if i in videos else next(photo_outcomes)
                 for i, task in enumerate(tasks)]
@@ -142,7 +155,6 @@ class ColorizeJob(ModelOptions):
 
     def _video(self, task: Task, colorizer: Colorizer, settings: VideoSettings, console: Console, progress: bool) -> Outcome:
         """Colorize one video task (a video job of its own, with its own progress bar); its outcome."""
-        from colorgan.colorize.runner import outcome
         from colorgan.video.job import colorize_video
 
         if (decided := settled(task, overwrite=self.overwrite)) is not None:
@@ -181,7 +193,7 @@ class ColorizeJob(ModelOptions):
 def note_renamed(tasks: Sequence[Task], console: Console) -> None:
     """Say, in one line, which outputs keep their source extension because stems collide
     (:func:`colorgan.colorize.plan.keep_source_extension`)."""
-    renamed = [t for t in tasks if t.output.name == t.source.name + t.output.suffix and t.skip is None]
+    renamed = [t for t in tasks if t.source.suffix and t.output.name == t.source.name + t.output.suffix and t.skip is None]
     if renamed:
         names = ", ".join(f"{t.source} -> {t.output.name}" for t in renamed)
         say(console, f"note: {len(renamed)} inputs share a name, so their outputs keep the source extension: {names}")

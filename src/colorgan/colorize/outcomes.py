@@ -12,7 +12,7 @@ from typing import Literal
 
 from rich.console import Console
 
-from colorgan.errors import UserError
+from colorgan.errors import UserError, parse_json
 from colorgan.files.atomic import write_report
 
 Status = Literal["done", "skipped", "failed"]
@@ -45,9 +45,13 @@ class ReportNotWritten(UserError):
 
 
 def check_writable(report: Path) -> None:
-    """Fail before any work, not with a traceback after it, if the report cannot be written."""
+    """Fail before any work, not with a traceback after it, if the report cannot be written, or
+    would be written over a file that is not an earlier report (an input, a hint file, a model's
+    model.json): colorgan never writes over a user's file."""
     if report.is_dir():
         raise UserError(f"cannot write --report {report}: it is a folder")
+    if report.exists() and not _is_report(report):
+        raise UserError(f"--report {report} exists and is not a colorgan report; choose another name")
     folder = report.parent
     while not folder.exists() and folder != folder.parent:  # missing folders would be made
         folder = folder.parent
@@ -56,6 +60,16 @@ def check_writable(report: Path) -> None:
             pass
     except OSError as exc:
         raise UserError(f"cannot write --report {report}: {exc.strerror or exc}") from None
+
+
+def _is_report(path: Path) -> bool:
+    """Whether ``path`` holds a report of an earlier job (a JSON object with its summary and files)."""
+    try:
+        with path.open("rb") as file:
+            content = parse_json(file.read(64 << 20), source=str(path))
+    except (OSError, UserError):
+        return False
+    return isinstance(content, dict) and set(content) == {"summary", "files"}
 
 
 def write_job_report(report: Path, outcomes: list[Outcome]) -> None:

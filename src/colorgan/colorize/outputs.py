@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from colorgan.colorize.plan import names_a_file
 from colorgan.errors import UserError
@@ -37,41 +38,62 @@ def output_lock(out: Path) -> Iterator[None]:
     process ends, even by kill -9; the next job on the folder then takes over the file and removes it."""
     path = lock_path(out)
     folder = path.parent
+    made = _missing_folders(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create the output folder {folder}: {exc.strerror or exc}") from None
+    try:
+        handle = _locked(path, out)
+        try:
+            os.ftruncate(handle.fileno(), 0)
+            handle.write(f"{os.getpid()}\n".encode())  # a byte on disk: a full disk is found before the first photo
+            os.fsync(handle.fileno())
+        except OSError as exc:
+            handle.close()
+            path.unlink(missing_ok=True)
+            raise UserError(f"cannot write to the output folder {folder}: {exc.strerror or exc}") from None
+    except UserError:
+        for made_folder in made:  # a refused job leaves no folder of its own behind
+            with contextlib.suppress(OSError):
+                made_folder.rmdir()
+        raise
+    with handle:
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # while still locked: a waiting job never takes a removed file
+
+
+def _locked(path: Path, out: Path) -> BinaryIO:
+    """The lock file, opened unbuffered (nothing is left to write when it closes) and locked."""
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks here; jobs on one folder are not kept apart
         fcntl = None
     while True:
         try:
-            handle = path.open("a+")
+            handle = path.open("a+b", buffering=0)
         except OSError as exc:
-            raise UserError(f"cannot write to the output folder {folder}: {exc.strerror or exc}") from None
+            raise UserError(f"cannot write to the output folder {path.parent}: {exc.strerror or exc}") from None
         try:
             if fcntl is not None:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if path.exists() and os.path.samestat(os.fstat(handle.fileno()), path.stat()):
-                break  # (else the job before removed the file between our open and our lock: open it anew)
+                return handle  # (else the job before removed the file between our open and our lock: open it anew)
         except BlockingIOError:
             handle.close()
             raise UserError(f"another colorgan job is writing to {out}; wait for it to finish or choose another -o") from None
         handle.close()
-    with handle:
-        try:
-            handle.truncate(0)
-            handle.write(f"{os.getpid()}\n")  # a byte on disk: a full disk is found before the first photo
-            handle.flush()
-            os.fsync(handle.fileno())
-        except OSError as exc:
-            path.unlink(missing_ok=True)
-            raise UserError(f"cannot write to the output folder {folder}: {exc.strerror or exc}") from None
-        try:
-            yield
-        finally:
-            path.unlink(missing_ok=True)  # while still locked: a waiting job never takes a removed file
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """The folders ``folder.mkdir(parents=True)`` would make, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def remove_stale_temps(outputs: Sequence[Path], *, older_than: float = STALE_TEMP_AGE) -> int:

@@ -70,6 +70,8 @@ def _file_task(found: Sequence[tuple[Path, Path]], out: Path, fmt: str | None) -
         raise UserError(f"-o {out}: the input {found[0][0]} is a video; name a video file "
                         f"({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder")
     fmt = _file_format(out, fmt)
+    if out.parent.exists() and not out.parent.is_dir():
+        raise UserError(f"-o {out}: {out.parent} is a file, not a folder; choose another -o")
     if not out.parent.is_dir():  # a typo in a file's path must not make folders (at the root, say)
         raise UserError(f"-o {out}: the folder {out.parent} does not exist; create it, or give -o a folder to create")
     if len(found) != 1:

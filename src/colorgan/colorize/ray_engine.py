@@ -16,11 +16,13 @@ or a shared file system such as NFS mounted alike everywhere), or be storage URI
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -232,11 +234,27 @@ def _connect(ray: Any, options: RayOptions) -> None:
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     quiet = {"configure_logging": True, "logging_level": logging.INFO if options.verbose else logging.ERROR,
              "include_dashboard": False, "log_to_driver": options.verbose}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:
-        if options.address is None:
-            ray.init(num_cpus=max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1),
-                     **quiet)
-        else:
-            ray.init(address=options.address, **quiet)
+        with contextlib.nullcontext() if options.verbose else _stderr_silenced():
+            if options.address is None:
+                ray.init(num_cpus=max(1, cores), **quiet)
+            else:
+                ray.init(address=options.address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"cannot reach the Ray cluster at {options.address or 'a new local instance'}: {str(exc).splitlines()[0]}") from None
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Ray's C++ core announces on file descriptor 2, as it starts, the log level it was given; a
+    failed start still raises, so nothing is lost by not showing that line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

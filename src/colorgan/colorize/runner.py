@@ -78,9 +78,13 @@ class Runner:
                 todo.append((index, task))
         with files_bar(self.console, enabled=progress and len(todo) >= 2) as bar:
             bar_task = bar.add_task("colorize", total=len(todo))
-            for index, outcome in self._pipeline([task for _, task in todo], self.options.batch_size):
-                outcomes[todo[index][0]] = outcome
-                bar.advance(bar_task)
+            try:
+                for index, result in self._pipeline([task for _, task in todo], self.options.batch_size):
+                    outcomes[todo[index][0]] = result
+                    bar.advance(bar_task)
+            except OutputBlocked as exc:  # the job stops; what it did and did not do goes with the error
+                exc.outcomes = [outcomes.get(i) or outcome(task, "failed", f"not written: {exc}") for i, task in enumerate(tasks)]
+                raise
         return [outcomes[index] for index in range(len(tasks))]
 
     def _pipeline(self, tasks: Sequence[Task], batch_size: int) -> Iterator[tuple[int, Outcome]]:

@@ -10,7 +10,9 @@ absolute path of its folder. :class:`GradioGuard`, an ASGI middleware in front o
   refused ones count too, so that is also all one client can make Gradio write), and keeps it
   only if it is one file that the header check of :meth:`~.service.ColorizeService.inspect`
   accepts (else 400 or 413, and it is deleted at once);
-- caps the JSON bodies of Gradio's API (413);
+- caps the JSON bodies of Gradio's API (413), and refuses any that names a file outside Gradio's
+  folder (400): Gradio reads whatever path a request gives it, and would copy it into its cache,
+  where anyone could download it;
 - writes Gradio's folder as :data:`PUBLIC_FOLDER` in every JSON, HTML and event-stream answer
   and turns that name back into the folder in the JSON bodies and ``file=`` paths of requests
   to Gradio's API, so the page and ``gradio_client`` work as before.
@@ -33,6 +35,7 @@ import anyio.to_thread
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from colorgan.errors import UserError, parse_json
 from colorgan.serve.page import GRADIO_CACHE_SWEEP
 from colorgan.serve.service import ColorizeService
 from colorgan.serve.settings import RequestError
@@ -163,7 +166,9 @@ class GradioGuard:
             if len(body) > MAX_JSON_BYTES:
                 raise json_too_large()
             if not message.get("more_body", False):
-                message = {"type": "http.request", "body": self.mask.reveal_json(bytes(body)), "more_body": False}
+                revealed = self.mask.reveal_json(bytes(body))
+                self._refuse_outside_files(revealed)
+                message = {"type": "http.request", "body": revealed, "more_body": False}
                 headers = MutableHeaders(scope=scope)
                 headers["content-length"] = str(len(message["body"]))
                 break
@@ -177,6 +182,27 @@ class GradioGuard:
             return message
 
         return replay
+
+    def _refuse_outside_files(self, body: bytes) -> None:
+        """Refuse a request to Gradio's API that names a file other than an upload in Gradio's own
+        folder: Gradio would read any path it is given (and copy it where it can be downloaded)."""
+        if b'"path"' not in body:
+            return
+        try:
+            value = parse_json(body, source="the request body")
+        except UserError as exc:
+            raise RequestError(400, str(exc)) from None
+        folder = Path(self.mask.folder).resolve()
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                path = item.get("path")
+                if isinstance(path, str) and not Path(path).resolve().is_relative_to(folder):
+                    raise RequestError(400, "a file must be uploaded first: the request names one that is not an upload of this server")
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
 
     def _admit_upload(self, scope: Scope) -> None:
         headers = Headers(scope=scope)

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,14 +53,17 @@ IDLE_SECONDS = 30 * 60
 class _Entry:
     prepared: PreparedPhoto
     upload: Path  # the photo as uploaded, for the full-size download
+    client: str = ""  # who opened it (the address the connection layer names)
     used: float = field(default_factory=time.monotonic)
 
 
 class PhotoStore:
     """The prepared photos by id: at most ``capacity``, each forgotten after ``idle_s`` unused.
 
-    Ids are random (122 bits), so one user cannot reach another's photo by guessing. A forgotten
-    photo's upload is deleted at once.
+    Ids are random (122 bits), so one user cannot reach another's photo by guessing. When the
+    store is full, the client holding the most photos gives up its least recently used one, so
+    one client opening photo after photo pushes out its own, not everyone's. A forgotten photo's
+    upload is deleted at once.
     """
 
     def __init__(self, *, capacity: int = MAX_PHOTOS, idle_s: float = IDLE_SECONDS) -> None:
@@ -68,14 +71,16 @@ class PhotoStore:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, prepared: PreparedPhoto, upload: Path) -> str:
+    def add(self, prepared: PreparedPhoto, upload: Path, *, client: str = "") -> str:
         key = uuid.uuid4().hex
         with self._lock:
             self._expire()
-            self._entries[key] = _Entry(prepared, upload)
+            self._entries[key] = _Entry(prepared, upload, client)
             while len(self._entries) > self.capacity:
-                _, old = self._entries.popitem(last=False)
-                old.upload.unlink(missing_ok=True)
+                held = Counter(entry.client for entry in self._entries.values())
+                biggest = max(held.values())
+                victim = next(k for k, e in self._entries.items() if held[e.client] == biggest)  # its least recently used
+                self._entries.pop(victim).upload.unlink(missing_ok=True)
         return key
 
     def get(self, key: str) -> _Entry:
@@ -115,7 +120,7 @@ def add_guided_routes(api: FastAPI, service: ColorizeService, store: PhotoStore)
             width, height, _ = await anyio.to_thread.run_sync(service.inspect, upload)
             async with service.limiter.slot():
                 prepared = await anyio.to_thread.run_sync(_prepare, service, upload, size)
-            key = store.add(prepared, upload)
+            key = store.add(prepared, upload, client=request.client.host if request.client else "")
             return JSONResponse({"id": key, "width": width, "height": height, "size": size})
         except RequestError as exc:
             upload.unlink(missing_ok=True)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import pickle
 import re
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,8 +109,12 @@ def _read_intact(folder: Path) -> dict[str, Any]:
     if state_file.stat().st_size == 0:
         raise ValueError("state.pt is empty (0 bytes)")
     try:
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a damaged file raises pickle, zip or OS errors alike
+        with warnings.catch_warnings():  # PyTorch's own notes on a foreign pickle are not the user's to act on
+            warnings.simplefilter("ignore")
+            state = torch.load(state_file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # PyTorch's advice here (load it unsafely) must never reach a user
+        raise ValueError("state.pt is not a training state colorgan wrote (it cannot be read as one)") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged file raises zip or OS errors alike
         raise ValueError(f"state.pt is unreadable ({_reason(exc)})") from None
     if not isinstance(state, dict) or "global_step" not in state:
         raise ValueError("state.pt is not a colorgan training state")

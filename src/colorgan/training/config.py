@@ -82,7 +82,9 @@ class TrainConfig:
         is a :class:`UserError`; e.g. ``epochs`` and ``max_minutes`` may change."""
         saved_file = Path(out) / "config.yaml"
         requested = (_read_yaml(Path(yaml_path)) if yaml_path is not None else {}) | (overrides or {}) | {"out": Path(out)}
-        if not saved_file.is_file():  # a run killed before it started, or no run: --resume then says there is no checkpoint
+        if not saved_file.is_file() and requested.get("data") is None:
+            raise UserError(f"--resume: {out} holds no run to continue (no config.yaml); start one without --resume")
+        if not saved_file.is_file():  # a run killed before it started: --resume then says there is no checkpoint
             return cls.from_sources(yaml_path=yaml_path, overrides=requested)
         saved = _read_yaml(saved_file)
         changed = [k for k in IDENTITY if requested.get(k) is not None and k in saved and str(requested[k]) != str(saved[k])]
@@ -205,6 +207,8 @@ def _typed(key: str, value: Any, kind: Any, source: str | Path | None) -> Any:
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         content = yaml.safe_load(path.read_text())
+    except RecursionError:
+        raise UserError(f"cannot read config {path}: it is nested too deeply to be a colorgan config") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise UserError(f"cannot read config {path}: {str(exc).splitlines()[0]}") from None
     if content is None:

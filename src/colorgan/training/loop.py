@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 from accelerate import Accelerator
+from safetensors import SafetensorError
 from accelerate.utils import set_seed
 from torch import nn
 
@@ -57,6 +58,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
     :mod:`colorgan.training.validation`).
     """
     cfg.validate()
+    _check_run_folder(cfg)
     accelerator = make_accelerator(cfg.mixed_precision)
     checkpointer = Checkpointer(run=cfg.out)
     checkpoint = checkpointer.resume_point(resume=cfg.resume)
@@ -67,17 +69,35 @@ def run_training(cfg: TrainConfig) -> TrainResult:
         trainer.set_color_prior(photos_color_prior(scan.usable))
     run = _Run(cfg=cfg, accelerator=accelerator, trainer=trainer, scan=scan,
                state=trainer.load(checkpoint) if checkpoint is not None else RunState())
-    while run.state.epoch < cfg.epochs:
-        if run.train_epoch():  # the time budget ran out: everything is kept, so --resume can go on from here
-            trainer.save(run.state)
-            trainer.publish(run.state)
-            log.info("stopped after %g minutes in epoch %d at step %d; --resume continues from here",
-                     cfg.max_minutes, run.state.epoch + 1, run.state.step_in_epoch)
-            break
-        run.finish_epoch()
+    try:
+        while run.state.epoch < cfg.epochs:
+            if run.train_epoch():  # the time budget ran out: everything is kept, so --resume can go on from here
+                trainer.save(run.state)
+                trainer.publish(run.state)
+                log.info("stopped after %g minutes in epoch %d at step %d; --resume continues from here",
+                         cfg.max_minutes, run.state.epoch + 1, run.state.step_in_epoch)
+                break
+            run.finish_epoch()
+    except (OSError, SafetensorError) as exc:  # a full disk, a folder gone: the last complete checkpoint stays
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise UserError(f"cannot write the run folder {cfg.out}: {reason}; --resume goes on from its last checkpoint") from None
     run.runlog.close()
     accelerator.end_training()
     return TrainResult(trainer.published, trainer.discriminator, run.state.history)
+
+
+def _check_run_folder(cfg: TrainConfig) -> None:
+    """The run folder, refused before any work when it cannot be one: a file, a place that cannot be
+    made, or inside the training photos (its sample grids would become training photos)."""
+    out = cfg.out
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; a run writes a folder")
+    if cfg.data is not None and out.resolve().is_relative_to(cfg.data.resolve()):
+        raise UserError(f"--out {out} is inside the training photos {cfg.data}; choose a folder outside them")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the run folder {out}: {exc.strerror or exc}") from None
 
 
 def _usable_photos(cfg: TrainConfig, *, warn: bool) -> PhotoScan:
@@ -87,6 +107,8 @@ def _usable_photos(cfg: TrainConfig, *, warn: bool) -> PhotoScan:
     if not scan.usable:
         raise UserError(f"no usable color photos in {cfg.data}: {len(scan.gray)} grayscale, {len(scan.unreadable)} unreadable"
                         + (f", {len(scan.dull)} duller than --min-colorfulness {cfg.min_colorfulness:g}" if scan.dull else ""))
+    if len(scan.usable) < 2:
+        raise UserError(f"{cfg.data} has one usable color photo; training needs at least two (a batch of one teaches BatchNorm nothing)")
     return scan
 
 

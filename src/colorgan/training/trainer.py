@@ -73,7 +73,9 @@ def photo_loader(cfg: TrainConfig, paths: list[Path]) -> tuple[DataLoader, Epoch
         collate_fn=collate,
         num_workers=cfg.workers,
         persistent_workers=cfg.workers > 0,  # no worker start-up cost at every epoch
-        drop_last=len(paths) >= 2 * cfg.batch_size,
+        # a short last batch is kept on tiny sets, but never a batch of one photo (a BatchNorm over
+        # 1×1 features fails on it)
+        drop_last=len(paths) >= 2 * cfg.batch_size or len(paths) % cfg.batch_size == 1,
         generator=torch.Generator().manual_seed(cfg.seed),  # keeps worker seeding off the global RNG
     )
     return loader, sampler

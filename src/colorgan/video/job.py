@@ -259,7 +259,7 @@ class _Manifest:
     def open(cls, folder: Path, fingerprint: str) -> _Manifest:
         """The finished parts of this same job, if a killed run left some; anything else there is discarded."""
         path = folder / MANIFEST
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, RecursionError):
             data = json.loads(path.read_text())
             if data["fingerprint"] == fingerprint and all((folder / p["file"]).is_file() for p in data["parts"]):
                 manifest = cls(folder, fingerprint, data["parts"], data["complete"], data["rotation"], data["colorspace"])
