@@ -24,10 +24,17 @@ import pytest
 from PIL import Image
 
 
+@pytest.fixture(scope="session")
+def session_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of optimized ONNX models for the whole test session (colorgan.model.session)."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Caches (FID reference statistics) go to a temporary folder, never the user's ~/.cache."""
+def private_cache(tmp_path_factory: pytest.TempPathFactory, session_model_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Caches (FID reference statistics, optimized models) go to temporary folders, never the user's ~/.cache."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("COLORGAN_CACHE", str(session_model_cache))
 
 
 # --- the command line -----------------------------------------------------------------------

@@ -54,7 +54,7 @@ def _invoke(*args: str):
     """``colorgan ARGS`` in this process (no interpreter start-up): exceptions stay on the result."""
     from typer.testing import CliRunner
 
-    from colorgan.cli import app
+    from colorgan.commands import app
 
     return CliRunner().invoke(app, list(args))
 
@@ -100,7 +100,7 @@ def test_version_prints_the_package_version():
 def test_help_shows_no_type_for_on_off_flags(command):
     from typer.testing import CliRunner
 
-    from colorgan.cli import app
+    from colorgan.commands import app
 
     result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
@@ -114,7 +114,7 @@ def test_train_help_shows_the_defaults_of_train_config():
 
     from typer.testing import CliRunner
 
-    from colorgan.cli import TRAIN_DEFAULTS, app
+    from colorgan.commands import TRAIN_DEFAULTS, app
     from colorgan.training.config import TrainConfig
 
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}

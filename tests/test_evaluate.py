@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from colorgan import Colorizer
 from colorgan.evaluation import evaluate, fid, metrics
-from colorgan.cli import app
+from colorgan.commands import app
 from colorgan.color import luminance
 from colorgan.errors import UserError
 from colorgan.evaluation.evaluate import EvalSettings, gray_input, markdown_table

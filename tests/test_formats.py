@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from colorgan.colorize import runner
 from colorgan.colorize.job import ColorizeJob
 from colorgan.colorize.runner import PENDING_SAVES, READ_AHEAD
-from colorgan.cli import app
+from colorgan.commands import app
 from colorgan.color import rgb_to_lab
 from colorgan.files.images import is_lossless_webp, save_image
 from colorgan.files.provenance import written_by_colorgan

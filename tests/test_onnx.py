@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from colorgan import Colorizer
-from colorgan.cli import app
+from colorgan.commands import app
 from colorgan.errors import UserError
 from colorgan.model.export import OPSET, export_onnx
 from colorgan.model.artifact import save_pretrained
@@ -247,3 +247,70 @@ def test_a_color_head_shapes_the_colors_the_same_on_onnx_runtime(tmp_path: Path)
     runtime = Colorizer.from_pretrained(exported, backend="onnx")
     l_norm = random_l(2, 64)
     assert np.abs(runtime.predict_ab(l_norm) - eager.predict_ab(l_norm)).max() <= 1e-3
+
+
+# --- int8 ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def int8_folder(resunet: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The resunet's folder with a model.int8.onnx beside its model.onnx, calibrated on a few gray ramps."""
+    import shutil
+
+    from colorgan.model.quantize import export_int8
+
+    folder = tmp_path_factory.mktemp("int8")
+    for name in ("model.safetensors", "model.json", "model.onnx"):
+        shutil.copy(resunet[0].parent / name, folder / name)
+    photos = tmp_path_factory.mktemp("calibration")
+    for i in range(4):
+        Image.fromarray(np.add.outer(np.arange(80) * (i + 1), np.arange(96)).astype(np.uint8)).save(photos / f"{i}.png")
+    assert export_int8(folder, photos, photos=3) == folder / "model.int8.onnx"
+    return folder
+
+
+def test_export_int8_writes_an_int8_model_beside_the_fp32_one(int8_folder: Path) -> None:
+    from colorgan.model.onnx import OnnxModel
+
+    int8, fp32 = OnnxModel.load(int8_folder / "model.int8.onnx"), OnnxModel.load(int8_folder / "model.onnx")
+    assert (int8.precision, fp32.precision) == ("int8", "fp32")
+    assert int8.meta == fp32.meta and int8.weights_sha256 == fp32.weights_sha256  # in step with the same weights
+    ops = {node.op_type for node in onnx.load(str(int8_folder / "model.int8.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    l_norm = random_l(1, 64)
+    assert int8(l_norm).shape == fp32(l_norm).shape and np.isfinite(int8(l_norm)).all()
+
+
+@pytest.mark.parametrize(("precision", "pays", "expected"), [
+    ("int8", False, "int8"), ("fp32", True, "fp32"), ("auto", True, "int8"), ("auto", False, "fp32")])
+def test_precision_picks_the_folders_int8_model_where_asked_or_where_it_pays(
+        int8_folder: Path, precision: str, pays: bool, expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from colorgan.model import backends
+
+    monkeypatch.setattr(backends, "int8_pays", lambda: pays)
+    assert Colorizer.from_pretrained(int8_folder, precision=precision)._predict.precision == expected
+
+
+@pytest.mark.parametrize(("model", "options", "message"), [
+    ("folder", {"precision": "int8"}, "has no up-to-date model.int8.onnx; `colorgan export int8 --model"),
+    ("int8", {"precision": "int8", "backend": "torch"}, "--precision int8 runs a model.int8.onnx on ONNX Runtime"),
+    ("int8_file", {"precision": "fp32"}, "is a int8 model, not fp32"),
+    ("folder", {"precision": "fp16"}, "unknown precision 'fp16'; choose one of: auto, fp32, int8"),
+])
+def test_precision_mismatches_are_refused_in_one_line(int8_folder: Path, resunet: tuple[Path, Path], model: str,
+                                                      options: dict, message: str) -> None:
+    path = {"folder": resunet[0].parent, "int8": int8_folder, "int8_file": int8_folder / "model.int8.onnx"}[model]
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        Colorizer.from_pretrained(path, **options)
+
+
+def test_export_int8_refuses_a_generator_it_has_no_recipe_for(tiny_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from colorgan.model.quantize import export_int8
+
+    folder = tmp_path / "unet"
+    shutil.copytree(tiny_model.parent, folder)
+    export_onnx(folder)
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "photo.png")
+    with pytest.raises(UserError, match="has no decoder the int8 recipe knows"):
+        export_int8(folder, tmp_path, photos=1)

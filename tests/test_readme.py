@@ -111,7 +111,7 @@ def inline_commands(page: Path) -> list[Command]:
 def root_command():
     import typer
 
-    from colorgan.cli import app
+    from colorgan.commands import app
 
     return typer.main.get_command(app)
 
@@ -199,7 +199,7 @@ def test_every_documented_command_and_option_exists(command: Command):
 def test_each_documented_subcommand_answers_help():
     from typer.testing import CliRunner
 
-    from colorgan.cli import app
+    from colorgan.commands import app
 
     paths = {tuple(resolve(c.args)[0]) for c in ALL_BLOCK_COMMANDS + ALL_INLINE_COMMANDS}
     assert ("colorize",) in paths and ("train",) in paths and ("export", "bundle") in paths

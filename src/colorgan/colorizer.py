@@ -43,19 +43,21 @@ class ModelOptions:
     """Which model runs, where and how: the options shared by every job that colorizes
     (``colorize``, ``evaluate``, ``serve``), whose settings extend this class.
 
-    ``model`` is a path or a bundled model's name (None: the bundled default).
+    ``model`` is a path or a bundled model's name (None: the bundled default); ``precision`` is
+    :meth:`Colorizer.from_pretrained`'s.
     """
 
     model: str | None = None
     device: str = "auto"
     backend: str = "auto"
+    precision: str = "auto"
 
     def load_colorizer(self) -> Colorizer:
-        return Colorizer.from_pretrained(self.model, device=self.device, backend=self.backend)
+        return Colorizer.from_pretrained(self.model, device=self.device, backend=self.backend, precision=self.precision)
 
     def model_options(self) -> ModelOptions:
         """Just these options (of a job's settings that extend them): what an engine's workers load."""
-        return ModelOptions(model=self.model, device=self.device, backend=self.backend)
+        return ModelOptions(model=self.model, device=self.device, backend=self.backend, precision=self.precision)
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,7 +127,8 @@ class Colorizer:
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path | None = None, *, device: str = "auto", backend: str = "auto"
+        cls, name_or_path: str | Path | None = None, *, device: str = "auto", backend: str = "auto",
+        precision: str = "auto",
     ) -> Colorizer:
         """Load a model: a model folder, its ``model.safetensors``, an exported ``.onnx`` file, or
         the name of a bundled model (``None``: the bundled default).
@@ -136,12 +139,17 @@ class Colorizer:
         extra) on ``device``. ``"auto"`` takes ONNX Runtime where the model has an up-to-date
         ``model.onnx`` (the bundled default does) and ``device`` is the CPU or ``auto``, else PyTorch.
 
+        ``precision`` chooses, on ONNX Runtime, between a folder's ``model.onnx`` (``"fp32"``) and
+        its ``model.int8.onnx`` (``"int8"``, written by ``colorgan export int8``); ``"auto"`` takes
+        the int8 one where there is one and this CPU has int8 dot-product instructions (where it
+        was measured faster: benchmarks/RESULTS.md), else fp32.
+
         Example::
 
             colorizer = Colorizer.from_pretrained("model.onnx")
         """
         path = resolve_model(name_or_path)
-        loaded = load_backend(path, device=device, backend=backend)
+        loaded = load_backend(path, device=device, backend=backend, precision=precision)
         colorizer = cls(predict=loaded.predict, size=loaded.meta["size"], size_multiple=loaded.size_multiple,
                         meta=loaded.meta, cond_channels=loaded.cond_channels, generator=loaded.generator)
         colorizer._source = path

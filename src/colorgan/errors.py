@@ -1,6 +1,6 @@
 """The exceptions that mean "the user asked for something we cannot do", the one refusal for
-what needs an extra in an install without it (:func:`require_extra`), and JSON from users read
-with one-line errors (:func:`parse_json`)."""
+what needs an extra in an install without it (:func:`require_extra`), every refusal as one line
+(:func:`one_line`), and JSON from users read with one-line errors (:func:`parse_json`)."""
 
 import importlib.util
 import json
@@ -85,6 +85,11 @@ def check_range(name: str, value: float, *, low: float | None = None, high: floa
         return
     wording = f"between {low:g} and {high:g}" if low is not None and high is not None else " and ".join(w for w, _ in bounds)
     raise UserError(f"{name} must be {wording}, got {value:g}")
+
+
+def one_line(message: str) -> str:
+    """A refusal as one line, whatever a library put in its message."""
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 def parse_json(text: str | bytes, *, source: str, error: type[UserError] = UserError) -> Any:

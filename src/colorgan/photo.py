@@ -20,13 +20,16 @@ import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from colorgan.color import color_kind, luminance, to_8_bit
 from colorgan.errors import PhotoError, PhotoTooLarge
+
+if TYPE_CHECKING:
+    from PIL import ImageCms
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +215,8 @@ def _wide_gray(values: np.ndarray, source: str) -> np.ndarray:
 
 
 def _is_srgb(icc: bytes) -> bool:
+    from PIL import ImageCms  # here: only photos with a color profile need LittleCMS
+
     try:
         return "srgb" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).lower()
     except (ImageCms.PyCMSError, OSError):
@@ -220,6 +225,8 @@ def _is_srgb(icc: bytes) -> bool:
 
 def _icc_to_srgb(img: Image.Image, icc: bytes, source: str) -> Image.Image:
     """Convert the color channels to sRGB through the embedded profile; alpha is carried over."""
+    from PIL import ImageCms
+
     alpha = img.getchannel("A") if img.mode in ("LA", "RGBA") else None
     color = img.convert(img.mode[:-1]) if alpha is not None else img
     try:
@@ -234,4 +241,6 @@ def _icc_to_srgb(img: Image.Image, icc: bytes, source: str) -> Image.Image:
 
 @functools.cache
 def _srgb_profile() -> ImageCms.ImageCmsProfile:
+    from PIL import ImageCms
+
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))

@@ -15,6 +15,7 @@ changes, at the photo's own resolution, and stays smooth where the lightness is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,11 +27,10 @@ from colorgan.color import denormalize_ab, lightness_f, luminance as luminance_o
 if TYPE_CHECKING:
     from colorgan.photo import Photo
 
-# Pixels per stripe of the full-resolution pass, one stripe per thread at a time. At 16 K pixels
-# its float temporaries (64 KB each) stay in cache and under glibc's mmap threshold (128 KB), so
-# they are reused from the heap: 64 K-pixel stripes map fresh pages for every temporary and
-# spend most of their time in page faults (~3.5x slower, measured on 12 MP photos).
-STRIPE_PIXELS = 1 << 14
+# Pixels per stripe of the full-resolution pass, one stripe per thread at a time: its float
+# temporaries (256 KB each) stay in the cache, and each stripe's ~40 NumPy calls are few enough
+# for their overhead not to show (12 MP photos, issue 31: 16 K-pixel stripes take ~20 % longer).
+STRIPE_PIXELS = 1 << 16
 # ab is resized to the photo's width once, before the stripes, when that is at most this many
 # values per channel (16 MB): every photo up to 32,000 px wide at the usual render sizes.
 COLUMNS_FIRST_MAX = 1 << 22
@@ -74,41 +74,58 @@ def recombine(photo: Photo, ab_norm: np.ndarray, *, luminance: np.ndarray | None
 
     The upsampling (bilinear, as torch's ``F.interpolate`` with ``align_corners=False``) runs
     stripe by stripe, so no full-size float array exists and the memory beyond the input and
-    output pixels is bounded by the stripe and S×S, whatever the photo's aspect ratio. A photo
-    at most S wide has ab resized to its width once (at most S×S); a wider one has each
-    stripe's rows taken from the S×S ab, then resized to the width (never S × full width).
+    output pixels is bounded by the stripe and S×S, whatever the photo's aspect ratio. Each
+    stripe lies between the same two rows of the model's grid, so its rows are one blend of two
+    full-width rows: taken from ab resized to the photo's width once (at most S × width), or,
+    for a photo wider than that allows, resized from the S×S ab for each stripe.
     """
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, got {bits}")
     width, height = photo.image.size
-    ab = denormalize_ab(np.asarray(ab_norm, dtype=np.float32))
+    maps = denormalize_ab(np.asarray(ab_norm, dtype=np.float32))
     guided = guide is not None
     if guided:  # what is upsampled are the filter's coefficients: A (2 maps) then B (2 maps)
-        ab = guided_coefficients(np.asarray(guide, np.float32).reshape(ab.shape[1:]), ab)
-    columns_first = ab.shape[1] * width <= COLUMNS_FIRST_MAX
-    if columns_first:  # each stripe then only blends two rows
-        ab = _lerp(ab, _bilinear(ab.shape[-1], width), axis=2)
-    else:
-        columns = _bilinear(ab.shape[-1], width)
-    rows = max(1, STRIPE_PIXELS // width)
-    out = np.empty((height, width, 4 if photo.has_alpha else 3), np.uint8 if bits == 8 else np.uint16)
+        maps = guided_coefficients(np.asarray(guide, np.float32).reshape(maps.shape[1:]), maps)
+    source_row = _full_width_rows(maps, width)
+    first, second, weights = _bilinear(maps.shape[1], height)
+    # The 8-bit image is not filled first (color None): every stripe is pasted into it.
+    image = Image.new("RGBA" if photo.has_alpha else "RGB", (width, height), None) if bits == 8 else None
+    out = np.empty((height, width, 4 if photo.has_alpha else 3), np.uint16) if bits == 16 else None
 
-    def stripe(top: int) -> None:
-        bottom = min(height, top + rows)
+    def stripe(rows: tuple[int, int]) -> None:
+        top, bottom = rows
         color, alpha = photo.pixels(top, bottom) if luminance is None or photo.has_alpha else (None, None)
         y, fy = luminance_f(color) if luminance is None else lightness_f(luminance[top:bottom])
-        ab_rows = _lerp(ab, _bilinear(ab.shape[1], height, top, bottom), axis=1)
-        if not columns_first:
-            ab_rows = _lerp(ab_rows, columns, axis=2)
+        low = source_row(first[top])[:, None, :]
+        ab_rows = (source_row(second[top])[:, None, :] - low) * weights[top:bottom, None] + low
         if guided:
-            coefficients, ab_rows = ab_rows, ab_rows[2:]
-            ab_rows += coefficients[:2] * fy
-        out[top:bottom, :, :3] = to_srgb(y, fy, ab_rows, bits=bits)
-        if alpha is not None:
-            out[top:bottom, :, 3:] = alpha if bits == 8 else alpha.astype(np.uint16) * 257
+            ab_rows = ab_rows[:2] * fy + ab_rows[2:]
+        if image is not None:  # interleaved by Pillow, a stripe at a time while it is in the cache
+            planes = [*to_srgb(y, fy, ab_rows, planar=True), *([alpha[..., 0]] if alpha is not None else [])]
+            image.paste(Image.merge(image.mode, [Image.fromarray(plane) for plane in planes]), (0, top))
+        else:
+            out[top:bottom, :, :3] = to_srgb(y, fy, ab_rows, bits=16)
+            if alpha is not None:
+                out[top:bottom, :, 3:] = alpha.astype(np.uint16) * 257
 
-    list(compute_pool().map(stripe, range(0, height, rows)))
-    return Image.fromarray(out) if bits == 8 else out
+    list(compute_pool().map(stripe, _stripes(first, max(1, STRIPE_PIXELS // width))))
+    return image if image is not None else out
+
+
+def _full_width_rows(maps: np.ndarray, width: int) -> Callable[[int], np.ndarray]:
+    """Row ``j`` of ``maps`` (C, S, S) resized to ``width`` (C, width): from one resize of all of
+    ``maps`` when that has at most :data:`COLUMNS_FIRST_MAX` values per channel, else on demand."""
+    columns = _bilinear(maps.shape[-1], width)
+    if maps.shape[1] * width <= COLUMNS_FIRST_MAX:
+        wide = _lerp(maps, columns, axis=2)
+        return lambda j: wide[:, j]
+    return lambda j: _lerp(maps[:, j], columns, axis=1)
+
+
+def _stripes(first_rows: np.ndarray, most: int) -> list[tuple[int, int]]:
+    """Row ranges of at most ``most`` rows, each between the same two rows of the model's grid."""
+    edges = [0, *(np.flatnonzero(np.diff(first_rows)) + 1).tolist(), len(first_rows)]
+    return [(top, min(top + most, end)) for start, end in zip(edges, edges[1:]) for top in range(start, end, most)]
 
 
 def guided_coefficients(l_norm: np.ndarray, ab: np.ndarray, *, radius: int | None = None,
@@ -148,10 +165,10 @@ def _box(values: np.ndarray, radius: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def _bilinear(src: int, dst: int, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices (i0, i1) and weights of output positions ``start:stop`` of a bilinear
-    resize from ``src`` to ``dst`` samples (``align_corners=False``, edges clamped)."""
-    pos = (np.arange(start, dst if stop is None else stop, dtype=np.float64) + 0.5) * (src / dst) - 0.5
+def _bilinear(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices (i0, i1) and weights of each output position of a bilinear resize from
+    ``src`` to ``dst`` samples (``align_corners=False``, edges clamped)."""
+    pos = (np.arange(dst, dtype=np.float64) + 0.5) * (src / dst) - 0.5
     pos = np.maximum(pos, 0.0)
     i0 = np.minimum(pos.astype(np.int64), src - 1)
     i1 = np.minimum(i0 + 1, src - 1)

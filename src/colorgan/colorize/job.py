@@ -15,15 +15,11 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from colorgan.colorize.outcomes import Outcome, ReportNotWritten, check_writable, say, write_job_report
 from colorgan.colorize.outputs import output_lock, remove_stale_temps
 from colorgan.colorize.plan import VIDEO, Plan, Task, plan
-from colorgan.colorize.progress import FrameProgress
-from colorgan.colorize.ray_engine import RayOptions, colorize_on_ray, colorize_uris_on_ray, require_ray
 from colorgan.colorize.runner import Runner, RunOptions, outcome, settled
 from colorgan.colorize.storage import is_uri
 from colorgan.colorizer import Colorizer, ModelOptions
@@ -32,6 +28,11 @@ from colorgan.files.images import FORMATS, FORMAT_ALIASES
 from colorgan.hints import Hint, HintError, check_hints
 from colorgan.photo import read_photo
 from colorgan.video.settings import VideoSettings
+
+if TYPE_CHECKING:  # the Ray engine and rich are imported where a job uses them
+    from rich.console import Console
+
+    from colorgan.colorize.ray_engine import RayOptions
 
 SAMPLE = Path(__file__).parent.parent / "assets" / "samples" / "camera.jpg"
 
@@ -69,6 +70,8 @@ class ColorizeJob(ModelOptions):
             raise UserError(f"--report must name a .json file, got {self.report}")
         self.video.validate()
         if self.ray is not None:
+            from colorgan.colorize.ray_engine import require_ray
+
             self.ray.validate()
             require_ray()
             if self.hints:
@@ -104,6 +107,8 @@ class ColorizeJob(ModelOptions):
                 say(console, f"note: removed {removed} stale temporary file{'s' * (removed > 1)} left by an interrupted run")
             try:
                 if colorizer is None:
+                    from colorgan.colorize.ray_engine import colorize_on_ray
+
                     outcomes = colorize_on_ray(tasks, self.model_options(), self.run_options(self.size), console, self.ray,
                                                progress=progress)
                 else:
@@ -122,6 +127,8 @@ class ColorizeJob(ModelOptions):
             raise UserError("storage URIs (s3://, gs://, file://, ...) are read and written by --engine ray; add it")
         if self.report is not None:
             check_writable(self.report)
+        from colorgan.colorize.ray_engine import colorize_uris_on_ray
+
         outcomes = colorize_uris_on_ray(self.inputs, self.out, self.fmt, self.model_options(), self.run_options(self.size), console, self.ray,
                                         progress=progress)
         if self.report is not None:
@@ -155,6 +162,7 @@ class ColorizeJob(ModelOptions):
 
     def _video(self, task: Task, colorizer: Colorizer, settings: VideoSettings, console: Console, progress: bool) -> Outcome:
         """Colorize one video task (a video job of its own, with its own progress bar); its outcome."""
+        from colorgan.colorize.progress import FrameProgress
         from colorgan.video.job import colorize_video
 
         if (decided := settled(task, overwrite=self.overwrite)) is not None:
@@ -213,6 +221,8 @@ def colorize_folder_on_ray(inputs: Sequence[str | Path], out: str | Path, *, add
         outcomes = colorize_folder_on_ray(["/mnt/archive/scans"], "/mnt/archive/color", address="auto", actors=64)
     """
     from rich.console import Console
+
+    from colorgan.colorize.ray_engine import RayOptions
 
     job = ColorizeJob(inputs=[str(item) for item in inputs], out=out, report=None if report is None else Path(report),
                       ray=RayOptions(address=address, actors=actors, gpus_per_actor=gpus_per_actor), **options)

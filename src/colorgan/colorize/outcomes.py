@@ -8,12 +8,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Literal
 
 from colorgan.errors import UserError, parse_json
 from colorgan.files.atomic import write_report
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 Status = Literal["done", "skipped", "failed"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from colorgan.errors import UserError
-from colorgan.files.discovery import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_image_name, is_video_name
+from colorgan.files.discovery import VIDEO_SUFFIXES, is_image_name, is_image_suffix, is_video_name
 from colorgan.files.images import SUFFIX_FORMATS, default_format, output_suffix
 from colorgan.files.provenance import written_by_colorgan
 
@@ -113,7 +113,7 @@ def refuse_shared(groups: Sequence[Sequence[str]], outputs: Sequence[str]) -> No
 
 def names_a_file(out: Path) -> bool:
     """``-o`` names one output file (rather than a folder) when it ends in an image or video suffix."""
-    return out.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and not out.is_dir()
+    return (is_image_suffix(out.suffix.lower()) or out.suffix.lower() in VIDEO_SUFFIXES) and not out.is_dir()
 
 
 def is_video(path: Path) -> bool:

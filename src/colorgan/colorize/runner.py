@@ -11,9 +11,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from colorgan.colorize.outcomes import Outcome, Status, say
 from colorgan.colorize.plan import Task
@@ -23,6 +21,9 @@ from colorgan.errors import OutputBlocked, PhotoError
 from colorgan.files.images import SIXTEEN_BIT_FORMATS, is_lossless_webp, save_image
 from colorgan.hints import Hint
 from colorgan.photo import Photo, read_photo
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # The pipeline's bounds (see :class:`Runner`), in photos beyond the model batch being colorized:
 # decoded and waiting for the model (a 12 MP photo is 12 MB gray, 36 MB RGB), and colorized and
@@ -47,7 +48,6 @@ class RunOptions:
     hints: tuple[Hint, ...] = ()
 
 
-@dataclass
 @dataclass
 class Runner:
     """Colorizes tasks in model batches; every task ends as exactly one :class:`Outcome`, in task order.

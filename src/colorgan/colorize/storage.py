@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import secrets
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -24,7 +23,7 @@ from urllib.parse import urlsplit
 
 from colorgan.colorize.plan import keep_source_extension, mirrored_name, refuse_overwriting, refuse_shared
 from colorgan.errors import UserError
-from colorgan.files.discovery import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_image_name
+from colorgan.files.discovery import VIDEO_SUFFIXES, is_image_name, is_image_suffix
 from colorgan.files.images import default_format
 
 
@@ -76,7 +75,7 @@ def plan(inputs: Sequence[str], out: str, fmt: str | None) -> list[Planned]:
     """Every image under the ``inputs`` URIs (folders, searched recursively, or files named directly),
     once, mirrored below the folder ``out``. Refused: a file-like ``out``, outputs that would be
     inputs, outputs claimed twice. Storage that cannot be listed is a :class:`UserError`."""
-    if PurePosixPath(urlsplit(out).path).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+    if is_image_suffix(suffix := PurePosixPath(urlsplit(out).path).suffix.lower()) or suffix in VIDEO_SUFFIXES:
         raise UserError(f"-o {out}: with storage URIs, -o names a folder")
     try:
         return _plan(inputs, out, fmt)
@@ -170,6 +169,8 @@ def upload(local: Path, root: str, path: str) -> None:
     """Copy the local file ``local`` to ``path`` in the storage of ``root``: under a hidden
     temporary name beside it, then moved into place, so no reader ever sees half of it; the
     temporary is removed if anything fails."""
+    import secrets  # here: ~3 ms of a photo job's start otherwise (hashlib, hmac)
+
     file_system = open_root(root)[0]
     folder, name = str(PurePosixPath(path).parent), PurePosixPath(path).name
     file_system.create_dir(folder, recursive=True)

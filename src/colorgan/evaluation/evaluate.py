@@ -58,6 +58,7 @@ class EvalSettings(ModelOptions):
     """What to score and how; ``model=None`` means the bundled default model."""
 
     data: Path
+    precision: str = "fp32"  # the model as trained, on every CPU, unless asked (ModelOptions' default is "auto")
     baseline: str | None = None
     size: int | None = None
     limit: int | None = None

@@ -17,6 +17,7 @@ from PIL import Image
 from colorgan.color import to_8_bit
 from colorgan.errors import OutputBlocked, PhotoError
 from colorgan.files.atomic import atomic_output
+from colorgan.files.discovery import pillow_format
 from colorgan.files.provenance import SOFTWARE, SOFTWARE_TAG
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def default_format(source: Path) -> str:
     """The output format a photo gets when none is asked for: its own (by its suffix), so JPEG stays
     JPEG (at quality 95), TIFF stays TIFF (16-bit for a 16-bit scan), PNG and WebP stay themselves;
     any other (BMP, GIF, PPM, ...) becomes PNG."""
-    return _OWN_FORMAT.get(Image.registered_extensions().get(source.suffix.lower(), ""), "png")
+    return _OWN_FORMAT.get(pillow_format(source.suffix.lower()) or "", "png")
 
 def output_suffix(source: Path, fmt: str) -> str:
     """The suffix of ``source``'s output in ``fmt``: the source's own when it names that format

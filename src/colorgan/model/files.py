@@ -21,6 +21,8 @@ from colorgan.errors import UserError, parse_json
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "model.json"
 ONNX_NAME = "model.onnx"
+# The same network with int8 convolutions (``colorgan export int8``), for CPUs where that is faster.
+INT8_NAME = "model.int8.onnx"
 # The PatchGAN that trained the model, kept beside it so a later GAN run continues the
 # adversarial game instead of facing a new critic (training only; not part of an installed package).
 CRITIC_NAME = "critic.safetensors"
@@ -105,10 +107,11 @@ def read_model_json(path: str | Path) -> tuple[Path, dict[str, Any]]:
     return weights, meta
 
 
-def onnx_beside(path: Path) -> Path | None:
-    """The ``model.onnx`` of a model folder or of the weights file ``path``, if there is one."""
+def onnx_beside(path: Path, name: str = ONNX_NAME) -> Path | None:
+    """The ONNX file ``name`` (``model.onnx``, or :data:`INT8_NAME`) of a model folder or of the
+    weights file ``path``, if there is one."""
     folder = path if path.is_dir() else path.parent
-    onnx = folder / ONNX_NAME
+    onnx = folder / name
     return onnx if path.suffix in ("", ".safetensors", ".json") and onnx.is_file() else None
 
 
@@ -129,18 +132,18 @@ def weights_sha256(weights: Path) -> str:
 
 def copy_model(weights: Path, folder: Path, *, with_onnx: bool = True) -> Path:
     """Copy a model's files (its weights, ``model.json``, and with ``with_onnx`` its ``model.onnx``
-    when there is one beside them) into ``folder`` under the standard names, each atomically, the
-    weights first (a ``model.json`` always has its weights); returns the new weights' path.
-    No PyTorch needed: a model on disk is files."""
+    and ``model.int8.onnx`` where they are beside them) into ``folder`` under the standard names,
+    each atomically, the weights first (a ``model.json`` always has its weights); returns the new
+    weights' path. No PyTorch needed: a model on disk is files."""
     import shutil
 
     from colorgan.files.atomic import atomic_output
 
     folder = Path(folder)
     copies = [(weights, WEIGHTS_NAME), (weights.with_name(CONFIG_NAME), CONFIG_NAME)]
-    onnx = onnx_beside(weights)
-    if with_onnx and onnx is not None:
-        copies.append((onnx, ONNX_NAME))
+    for name in (ONNX_NAME, INT8_NAME) if with_onnx else ():
+        if (onnx := onnx_beside(weights, name)) is not None:
+            copies.append((onnx, name))
     for source, name in copies:
         with atomic_output(folder / name) as tmp:
             shutil.copyfile(source, tmp)

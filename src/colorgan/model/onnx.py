@@ -16,12 +16,14 @@ import numpy as np
 
 from colorgan.errors import UserError, parse_json
 from colorgan.model.files import model_json_problem
+from colorgan.model.session import new_session
 
 log = logging.getLogger(__name__)
 
 META_KEY = "colorgan"
 MULTIPLE_KEY = "size_multiple"
 SOURCE_KEY = "weights_sha256"
+PRECISION_KEY = "precision"  # "int8" in a model.int8.onnx (colorgan.model.quantize); absent: fp32
 
 
 class OnnxModel:
@@ -29,14 +31,8 @@ class OnnxModel:
     conditioning (B, C, S, S) in, normalized ab (B, 2, S, S) out, as NumPy arrays."""
 
     def __init__(self, *, model: bytes | str, source: str) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        # Idle worker threads sleep instead of spinning, so they leave the cores to the
-        # full-resolution recombination that follows each batch (and to other processes).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+            self._session = new_session(model)
         except Exception as exc:  # noqa: BLE001 - onnxruntime's errors derive from Exception directly
             raise UserError(f"cannot load ONNX model {source}: {_first_line(exc)}") from None
         props = self._session.get_modelmeta().custom_metadata_map
@@ -51,6 +47,7 @@ class OnnxModel:
         if problem or not 1 <= self.size_multiple <= self.meta["size"]:
             raise UserError(f"{source}: {problem or f'size_multiple {self.size_multiple} does not fit its size'}")
         self.weights_sha256: str | None = props.get(SOURCE_KEY)
+        self.precision = props.get(PRECISION_KEY, "fp32")
         self.source = source
         shapes = {node.name: node.shape for node in self._session.get_inputs()}
         outputs = {node.name: node.shape for node in self._session.get_outputs()}

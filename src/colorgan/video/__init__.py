@@ -2,7 +2,8 @@
 
 A frame's journey: :mod:`.decode` reads it (PyAV), :mod:`.frames` colorizes it with the model
 (through the :class:`~colorgan.colorizer.Colorizer`'s own steps) and :mod:`.temporal` keeps its
-colors steady along the optical flow (cuts found, colors carried), :mod:`.encode` writes it into
+colors steady along the optical flow (cuts found, colors carried; :mod:`.memory` recalls what a
+shot has shown), :mod:`.encode` writes it into
 a part and joins the parts; :mod:`.job` runs a whole file (segments, resume, atomic output).
 :mod:`.settings` holds the options and needs neither PyAV nor OpenCV, nor does :mod:`.api`, the
 Python entry points, which say in one line what to install when the extra is missing.

@@ -22,19 +22,19 @@ if TYPE_CHECKING:
 
 def colorize_video(colorizer: Colorizer, source: str | Path, output: str | Path, *, temporal: bool = True,
                    strength: float | None = None, hints: Iterable[Hint] = (), size: int | None = None,
-                   codec: str | None = None, crf: int | None = None) -> VideoResult:
+                   codec: str | None = None, crf: int | None = None, preset: str | None = None) -> VideoResult:
     """Colorize a video file into ``output`` (its container from its suffix), keeping the input's
     resolution, timestamps, rotation, audio and subtitles. ``temporal`` keeps colors stable along
     the optical flow (``strength`` in [0, 1): how strongly); ``hints`` carry a ``frame`` each and
-    follow the motion through that shot. ``codec`` and ``crf`` set the encoder (default: H.264 at
-    CRF 18 for MP4). A killed run, run again, resumes. The input is never written."""
+    follow the motion through that shot. ``codec``, ``crf`` and ``preset`` set the encoder
+    (default: H.264 at CRF 18, preset superfast, for MP4). A killed run, run again, resumes. The input is never written."""
     require_extra("video", "colorizing a video")
     from colorgan.video.job import colorize_video as run
     from colorgan.video.settings import DEFAULT_CRF, DEFAULT_STRENGTH, VideoSettings
 
     settings = VideoSettings(size=size, temporal=temporal, hints=tuple(hints), codec=codec,
                              strength=DEFAULT_STRENGTH if strength is None else strength,
-                             crf=DEFAULT_CRF if crf is None else crf)
+                             crf=DEFAULT_CRF if crf is None else crf, preset=preset)
     return run(colorizer, source, output, settings=settings)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from colorgan.errors import PhotoError, UserError
 from colorgan.files.discovery import VIDEO_MUXERS
 from colorgan.files.provenance import SOFTWARE
-from colorgan.video.settings import DEFAULT_CRF
+from colorgan.video.settings import DEFAULT_CRF, DEFAULT_PRESET, PRESET_CODECS
 
 from colorgan.video.decode import VideoInfo, open_input, reason
 
@@ -70,10 +70,12 @@ class Encoding:
     codec: str
     crf: int = DEFAULT_CRF
     constant_rate: bool = False
+    preset: str = DEFAULT_PRESET  # for PRESET_CODECS
 
     @classmethod
-    def for_output(cls, codec: str, crf: int, suffix: str) -> Encoding:
-        return cls(codec=codec, crf=crf, constant_rate=suffix in _CONSTANT_RATE_SUFFIXES or codec in _CONSTANT_RATE_CODECS)
+    def for_output(cls, codec: str, crf: int, suffix: str, *, preset: str | None = None) -> Encoding:
+        return cls(codec=codec, crf=crf, constant_rate=suffix in _CONSTANT_RATE_SUFFIXES or codec in _CONSTANT_RATE_CODECS,
+                   preset=preset or DEFAULT_PRESET)
 
     def rate(self, info: VideoInfo) -> Fraction:
         """The frame rate of a constant-rate output: the one whose grid holds the input's timestamps
@@ -86,6 +88,8 @@ class Encoding:
     def options(self) -> dict[str, str]:
         if self.codec in _CRF_CODECS:
             options = {"crf": str(self.crf)}
+            if self.codec in PRESET_CODECS:
+                options["preset"] = self.preset
             if self.codec == "libx264":
                 # x264's macroblock-tree rate control gives different bits for the same frames from one
                 # run to the next (measured here, even single-threaded); without it every run, and a
@@ -145,7 +149,7 @@ class PartWriter:
         stream = self._container.add_stream(encoding.codec, rate=rate)
         stream.width, stream.height = info.width, info.height
         # 4:2:0 needs even sides; an odd-sized video keeps its size in 4:4:4 (for the codecs that have it)
-        self._pixel_format = PIXEL_FORMAT if info.width % 2 == 0 and info.height % 2 == 0 else "yuv444p"
+        self._pixel_format = PIXEL_FORMAT if takes_i420(info) else "yuv444p"
         stream.pix_fmt = self._pixel_format
         self._time_base = 1 / rate if encoding.constant_rate else info.time_base
         self._input_time_base = info.time_base
@@ -165,13 +169,20 @@ class PartWriter:
         self.dropped = 0
 
     def write(self, pixels: np.ndarray, pts: int, duration: int) -> None:
+        """Encode one frame: RGB (H, W, 3), or I420 planes ((3 H / 2, W), limited range, in the
+        matrix of :func:`luma_weights`) for a 4:2:0 output."""
         self.frames += 1
         slot = round(pts * self._input_time_base / self._time_base) if self._constant_rate else None
         if slot is not None and slot < self.next_slot:
             self.dropped += 1
             return
-        frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(
-            format=self._pixel_format, dst_colorspace=self._colorspace, dst_color_range=av.video.reformatter.ColorRange.MPEG)
+        if pixels.ndim == 2:  # already the encoder's planes (colorgan.video.yuv): no conversion at all
+            if self._pixel_format != PIXEL_FORMAT:
+                raise ValueError(f"I420 planes given for a {self._pixel_format} output")
+            frame = av.VideoFrame.from_ndarray(pixels, format=PIXEL_FORMAT)
+        else:
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(
+                format=self._pixel_format, dst_colorspace=self._colorspace, dst_color_range=av.video.reformatter.ColorRange.MPEG)
         if slot is not None:
             frame.pts = slot
             self.next_slot = slot + 1
@@ -191,6 +202,25 @@ class PartWriter:
 
     def abort(self) -> None:
         self._container.close()
+
+def takes_i420(info: VideoInfo) -> bool:
+    """Whether the parts of ``info``'s output are 4:2:0, so a frame can be handed over as I420 planes."""
+    return info.width % 2 == 0 and info.height % 2 == 0
+
+
+def luma_weights(source_colorspace: int, height: int) -> tuple[float, float]:
+    """The output matrix's luma weights (Kr, Kb) for frames of ``height`` rows from a source tagged
+    ``source_colorspace`` (what :class:`PartWriter` tags the output with)."""
+    Colorspace = av.video.reformatter.Colorspace
+    matrix = _output_colorspace(source_colorspace, height)
+    return _LUMA_WEIGHTS.get(matrix, _LUMA_WEIGHTS[int(Colorspace.ITU601)])
+
+
+# Kr, Kb of each matrix (ITU601 is SMPTE 170M in PyAV's enumeration)
+_LUMA_WEIGHTS = {int(av.video.reformatter.Colorspace.ITU709): (0.2126, 0.0722),
+                 int(av.video.reformatter.Colorspace.ITU601): (0.299, 0.114),
+                 int(av.video.reformatter.Colorspace.BT2020): (0.2627, 0.0593)}
+
 
 def _output_colorspace(source: int, height: int) -> int:
     """The YUV matrix of the output: the input's, when it says one, else the usual one for its size

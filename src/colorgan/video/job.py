@@ -22,6 +22,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,8 +32,8 @@ import numpy as np
 from colorgan.files.atomic import atomic_output, publish
 from colorgan.files.discovery import same_file
 from colorgan.video import decode, encode
-from colorgan.video.frames import FrameColorizer
-from colorgan.video.settings import VideoSettings
+from colorgan.video.frames import FrameColorizer, FrameColors
+from colorgan.video.settings import PRESET_CODECS, VideoSettings
 from colorgan.video.temporal import TemporalState
 from colorgan.workers import Channel, Closed
 
@@ -73,7 +74,10 @@ def colorize_video(colorizer: Colorizer, source: str | Path, output: str | Path,
     if suffix not in encode.MUXERS:
         raise decode.VideoError(str(output), f"colorgan cannot write {suffix or 'suffix-less'} videos; use one of {', '.join(encode.MUXERS)}")
     settings.validate()
-    encoding = encode.Encoding.for_output(settings.codec_for(suffix), settings.crf, suffix)
+    codec = settings.codec_for(suffix)
+    if settings.preset is not None and codec not in PRESET_CODECS:
+        raise decode.VideoError(str(output), f"--video-preset goes with {' or '.join(PRESET_CODECS)}; {suffix} videos are {codec}")
+    encoding = encode.Encoding.for_output(codec, settings.crf, suffix, preset=settings.preset)
     encode.check_codec(encoding.codec, suffix)
     info = decode.probe(source)
     _check_hint_frames(settings, info, source)
@@ -108,32 +112,53 @@ def _check_hint_frames(settings: VideoSettings, info: decode.VideoInfo, source: 
 
 def _colorize_rest(frames: FrameColorizer, info: decode.VideoInfo, manifest: _Manifest, settings: VideoSettings,
                    encoding: encode.Encoding, on_frames: Callable[[int], None] | None) -> None:
-    """Decode → colorize → encode the frames after the last finished part, part by part: a decoding
-    thread and an encoding thread around the model on this one, joined by channels (:class:`~colorgan.workers.Channel`)
-    (bounded: memory stays a few batches), which either side closes when it stops."""
+    """Decode → colorize → join → encode the frames after the last finished part, part by part: a
+    decoding thread and an encoding thread around the model on this one, joined by channels
+    (:class:`~colorgan.workers.Channel`) (bounded: memory stays a few batches), which either side
+    closes when it stops. Joining a batch's colors to its full-size frames (:meth:`FrameColorizer.render`)
+    runs on a thread of its own while the model works on the next batch; the encoder waits for it."""
     decoded = Channel(QUEUE_BATCHES * settings.batch_size)
     encoded = Channel(QUEUE_BATCHES)
+    renderer = ThreadPoolExecutor(1, thread_name_prefix="colorgan-render")
     reader = threading.Thread(target=_read, args=(info, manifest.last_pts, decoded), name="colorgan-decode", daemon=True)
     writer = _Writer(info, manifest, encoding, encoded, on_frames)
     writer_thread = threading.Thread(target=writer.run, name="colorgan-encode", daemon=True)
     reader.start()
     writer_thread.start()
     try:
+        weights = None
         for batch, ends_part in _batches(decoded, settings, info):
             if batch:
-                _put(encoded, ("frames", batch, frames.colorize([frame.pixels for frame in batch])), writer)
+                weights = weights or _i420_weights(info, manifest, batch[0])
+                colors = frames.colors([frame.pixels for frame in batch])
+                _put(encoded, ("frames", batch, renderer.submit(_render, frames, colors, weights)), writer)
             if ends_part:
                 _put(encoded, ("end", frames.state), writer)
         _put(encoded, ("done", frames.state), writer)
     except BaseException:
         encoded.close()  # the encoder stops at once and discards its unfinished part
+        renderer.shutdown(cancel_futures=True)
         raise
     finally:
         decoded.close()  # the decoder stops at its next frame; the input file is closed with it
         writer_thread.join()
+        renderer.shutdown()
         reader.join(timeout=5)
     if writer.error is not None:
         raise writer.error
+
+
+def _i420_weights(info: decode.VideoInfo, manifest: _Manifest, first: decode.Frame) -> tuple[float, float] | None:
+    """The luma weights in which gray frames go to the encoder as I420 planes (:mod:`colorgan.video.yuv`),
+    or None where the output is not 4:2:0 (odd sides): the matrix the parts are tagged with, which
+    the job's first frame decides (a resumed job's manifest has it)."""
+    if not encode.takes_i420(info):
+        return None
+    return encode.luma_weights(manifest.colorspace if manifest.rotation is not None else first.colorspace, info.height)
+
+
+def _render(frames: FrameColorizer, colors: list[FrameColors], weights: tuple[float, float] | None) -> list[np.ndarray]:
+    return [frames.render(one, i420=weights) for one in colors]
 
 
 def _put(channel: Channel, item: tuple, writer: _Writer) -> None:
@@ -220,7 +245,8 @@ class _Writer:
                 with contextlib.suppress(OSError):
                     self._part.path.unlink()
 
-    def _write(self, batch: list[decode.Frame], colored: list[np.ndarray]) -> None:
+    def _write(self, batch: list[decode.Frame], rendering: Future[list[np.ndarray]]) -> None:
+        colored = rendering.result()
         if batch and self.manifest.rotation is None:
             self.manifest.set_stream(rotation=batch[0].rotation, colorspace=batch[0].colorspace)
         for frame, pixels in zip(batch, colored, strict=True):

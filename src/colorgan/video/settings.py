@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from colorgan.errors import check_range
+from colorgan.errors import UserError, check_range
 
 if TYPE_CHECKING:  # the CLI imports this module at start-up: no NumPy until a job needs it
     from colorgan.hints import Hint
@@ -21,6 +21,11 @@ DEFAULT_CODECS = {
     ".ts": "libx264", ".webm": "libvpx-vp9", ".mpeg": "mpeg2video", ".mpg": "mpeg2video",
 }
 DEFAULT_CRF = 18
+#: x264/x265's speed preset: at 1080p on two cores "superfast" encodes in about a quarter of
+#: "medium"'s time, for files within about 10 % of its size at the same CRF (benchmarks/RESULTS.md).
+DEFAULT_PRESET = "superfast"
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+PRESET_CODECS = ("libx264", "libx265")
 #: Seconds of video per part (see :mod:`colorgan.video.job`): what a killed job loses at most.
 DEFAULT_SEGMENT_SECONDS = 10.0
 #: Frames the model sees per call.
@@ -46,6 +51,7 @@ class VideoSettings:
     strength: float = DEFAULT_STRENGTH
     codec: str | None = None  # None: the container's default, DEFAULT_CODECS
     crf: int = DEFAULT_CRF
+    preset: str | None = None  # None: DEFAULT_PRESET for the codecs that have presets (PRESET_CODECS)
     segment_seconds: float = DEFAULT_SEGMENT_SECONDS
     batch_size: int = DEFAULT_BATCH
     hints: Sequence[Hint] = ()
@@ -54,6 +60,10 @@ class VideoSettings:
         """Refuse options out of range before any video is opened."""
         check_strength(self.strength)
         check_range("--crf", self.crf, low=0, high=63)
+        if self.preset is not None and self.preset not in PRESETS:
+            raise UserError(f"unknown --video-preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        if self.preset is not None and self.codec is not None and self.codec not in PRESET_CODECS:
+            raise UserError(f"--video-preset goes with {' or '.join(PRESET_CODECS)}, not --video-codec {self.codec}")
         check_range("--segment-seconds", self.segment_seconds, above=0)
         check_range("--batch-size", self.batch_size, low=1)
 
@@ -69,6 +79,6 @@ class VideoSettings:
     def fingerprint(self) -> dict:
         """The settings that decide the output's pixels, as JSON-able data."""
         return {"size": self.size, "temporal": self.temporal, "strength": self.strength, "codec": self.codec,
-                "crf": self.crf, "segment_seconds": self.segment_seconds, "batch_size": self.batch_size,
+                "crf": self.crf, "preset": self.preset, "segment_seconds": self.segment_seconds, "batch_size": self.batch_size,
                 "hints": [h.to_json() for h in self.hints]}
 

@@ -7,6 +7,15 @@ the optical flow and blend them with the current prediction wherever the flow ca
 (forward and backward flows agree and the warped lightness matches), and start afresh at scene
 cuts, so no color is carried from one shot into the next.
 
+A blend at a fixed weight is an exponential average with a memory of a few frames: over a long
+shot, colors drift wherever the model changes its mind as the framing changes (a canyon wall
+brown at the start of a pan, teal at its end). So each pixel also carries the *age* of its
+color, for how many frames the flow has followed it, and the longer a color has been followed
+the more it weighs (:data:`MAX_ORDER`), until it is all but locked; new content is shifted
+towards the colors already around it (:data:`SPREAD_SIGMA`), and content seen earlier in the
+shot, background a passing object uncovers or a view the camera returns to, gets back the
+colors it had (:mod:`colorgan.video.memory`). Colors then change where the scene does.
+
 Everything here runs on the model's own grid (size × size L* and ab): the model predicts ab
 there, the flow is computed there (OpenCV's DIS, a few milliseconds at 128 px), and only the
 result is upsampled to the frame, as for photos. Hints follow the same flow, so hints given
@@ -22,6 +31,7 @@ import cv2
 import numpy as np
 
 from colorgan.hints import Hint
+from colorgan.video.memory import ShotMemory
 from colorgan.video.settings import DEFAULT_STRENGTH, check_strength
 
 # Forward-backward consistency (Sundaram et al. 2010, as Ruder et al. 2016 and Lai et al. 2018 use
@@ -37,6 +47,22 @@ LIGHTNESS_TOLERANCE = 8.0
 CUT_RELIABLE_SHARE = 0.35
 CUT_HISTOGRAM_DISTANCE = 0.45
 HISTOGRAM_BINS = 32
+# Long-term colors: the colors carried along a track the flow has followed for ``age`` frames
+# weigh 1 - (1 - strength) ** min(age, MAX_ORDER): ``strength`` itself one frame after the track
+# began (the fixed blend of issue 16 gives every carried color that weight), then what the fixed
+# blend would have left of a color seen ``age`` times, so a point tracked a few frames is all but
+# locked (0.9979 at strength 0.85), yet never quite (colors can still follow a slow real change).
+# Chosen on long_clip shots of training photos: 3 lets colors drift a third as far as frame by
+# frame does, 3.5 costs 0.2 dB PSNR against it (tools/video_quality.py --long).
+MAX_ORDER = 3.25
+# New content (revealed by a pan, uncovered by a moving object) starts from its own prediction
+# shifted by how the prediction differs from the carried colors around it: a Gaussian-weighted
+# mean (normalized convolution, Knutsson & Westin 1993) of that difference over the carried
+# pixels, SPREAD_SIGMA of the grid wide; so when the model changes its mind about a wall,
+# the newly seen part of the wall follows the part already on screen.
+SPREAD_SIGMA = 0.25
+# Hints given for a frame override the carried colors within this share of the grid of them.
+HINT_RADIUS = 0.06
 
 
 @dataclass
@@ -47,6 +73,17 @@ class Motion:
     forward: np.ndarray  # (S, S, 2): where each pixel of t - 1 went in t
     reliable: np.ndarray  # (S, S) float32 in [0, 1]: how far the backward flow is trusted
     cut: bool
+    lightness: np.ndarray  # (S, S) float32: frame t's L*
+    previous_lightness: np.ndarray  # (S, S) float32: frame t - 1's L*
+
+
+@dataclass(frozen=True)
+class Colors:
+    """A frame's output colors on the grid, and what they hand on to the next frame."""
+
+    ab: np.ndarray  # (2, S, S) float32, normalized
+    age: np.ndarray | None = None  # (S, S) float32: for how many frames each color has been followed; None: 1 everywhere
+    memory: ShotMemory | None = None  # the shot's colors so far (long-term colors only)
 
 
 @dataclass
@@ -58,30 +95,58 @@ class TemporalState:
     ab: np.ndarray | None = None  # (2, S, S) float32, the last frame's output ab (normalized)
     hints: list[tuple[float, float, tuple[float, float]]] = field(default_factory=list)  # (x, y) in grid pixels, ab
     frame: int = 0  # index of the next frame
+    age: np.ndarray | None = None  # (S, S) float32: for how many frames each pixel's colors have been followed
+    memory: ShotMemory | None = None
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         arrays = {"frame": np.array(self.frame)}
         if self.lightness is not None and self.ab is not None:
             arrays |= {"lightness": self.lightness, "ab": self.ab}
+        if self.age is not None:
+            arrays["age"] = self.age
+        if self.memory is not None:
+            arrays |= self.memory.to_arrays()
         arrays["hints"] = np.array([(x, y, a, b) for x, y, (a, b) in self.hints], np.float64).reshape(-1, 4)
         return arrays
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> TemporalState:
+        """A saved state; one saved before ages and memories were kept continues as if every carried
+        color were one frame old, its shot's memory starting from there."""
         hints = [(float(x), float(y), (float(a), float(b))) for x, y, a, b in arrays["hints"]]
-        return cls(lightness=arrays.get("lightness"), ab=arrays.get("ab"), hints=hints, frame=int(arrays["frame"]))
+        return cls(lightness=arrays.get("lightness"), ab=arrays.get("ab"), hints=hints, frame=int(arrays["frame"]),
+                   age=arrays.get("age"), memory=ShotMemory.from_arrays(arrays))
+
+    def colors(self) -> Colors | None:
+        """What the last frame hands on (None before the first frame)."""
+        return None if self.ab is None else Colors(self.ab, self.age, self.memory)
 
 
 class Stabilizer:
     """Flow, reliability and cut detection between consecutive frames, and the blend of colors.
 
-    ``strength`` (0 to 1) is the weight of the carried colors where the flow is fully trusted:
-    0 is frame-by-frame colorization, higher is steadier but slower to follow real color changes.
+    ``strength`` (0 to 1) is the weight of colors carried one frame where the flow is fully
+    trusted: 0 is frame-by-frame colorization, higher is steadier. With ``long_term`` (the
+    default), colors followed longer weigh more (see :data:`MAX_ORDER`), new content is
+    shifted towards the colors around it (see :data:`SPREAD_SIGMA`) and a shot remembers what
+    it has shown (:class:`~colorgan.video.memory.ShotMemory`); without, every carried color
+    weighs ``strength`` (the fixed blend of issue 16, an exponential average with a memory of
+    about 1 / (1 - strength) frames, whose colors drift with the model's mind over a long shot).
     """
 
-    def __init__(self, *, strength: float = DEFAULT_STRENGTH) -> None:
+    def __init__(self, *, strength: float = DEFAULT_STRENGTH, long_term: bool = True) -> None:
         self.strength = check_strength(strength)
+        self.long_term = long_term
+        # DIS's fast preset stops at a quarter of the grid's resolution; tracks followed over long
+        # shots stay on their points twice as long when it goes down to the full grid (1.9 rather
+        # than 3.6 grid pixels off after 200 frames, measured on long_clip shots of training
+        # photos), where its variational refinement only costs time (and accuracy) and fewer,
+        # sparser patch iterations lose nothing: ~1.5 ms per flow rather than 0.4.
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        self._flow.setFinestScale(0)
+        self._flow.setVariationalRefinementIterations(0)
+        self._flow.setGradientDescentIterations(8)
+        self._flow.setPatchStride(6)
 
     def motion(self, previous: np.ndarray, current: np.ndarray) -> Motion:
         """The flows between two grid lightness images (uint8 (S, S)), where they can be trusted, and whether a cut lies between."""
@@ -96,16 +161,78 @@ class Stabilizer:
         cut = reliable.mean() < CUT_RELIABLE_SHARE or histogram_distance(previous, current) > CUT_HISTOGRAM_DISTANCE
         # Softened, so the blend has no hard seams where trust ends.
         reliable = cv2.blur(reliable, (3, 3)) * inside
-        return Motion(backward=backward, forward=forward, reliable=reliable, cut=bool(cut))
+        return Motion(backward=backward, forward=forward, reliable=reliable, cut=bool(cut),
+                      lightness=current.astype(np.float32) / 2.55, previous_lightness=previous.astype(np.float32) / 2.55)
 
-    def blend(self, motion: Motion, previous_ab: np.ndarray, predicted_ab: np.ndarray) -> np.ndarray:
-        """The frame's ab (2, S, S): its prediction, pulled towards the previous output warped along
-        the flow where the flow is trusted. At a cut, the prediction alone."""
+    def weight(self, age: np.ndarray) -> np.ndarray:
+        """The weight of colors followed for ``age`` frames, where the flow is fully trusted."""
+        order = np.minimum(age, MAX_ORDER) if self.long_term else 1.0
+        return np.broadcast_to(1 - (1 - self.strength) ** order, age.shape).astype(np.float32)
+
+    def blend(self, motion: Motion, previous: Colors, predicted_ab: np.ndarray, fresh: np.ndarray | None = None) -> Colors:
+        """The frame's colors: its prediction (2, S, S), pulled towards the previous output warped
+        along the flow where the flow is trusted, the more the longer that color has been
+        followed; where the flow is not trusted, towards the shot's memory of that place, else
+        shifted towards the colors around. ``fresh`` (S, S, 0 to 1) marks where carried colors
+        give way (new hints). At a cut, the prediction alone: a new shot."""
         if motion.cut or self.strength == 0.0:
-            return predicted_ab
-        carried = np.stack([warp(channel, motion.backward) for channel in previous_ab])
-        weight = self.strength * motion.reliable
-        return (predicted_ab + weight * (carried - predicted_ab)).astype(np.float32)
+            return self.start(predicted_ab, motion.lightness)
+        carried = np.stack([warp(channel, motion.backward) for channel in previous.ab])
+        age = np.ones_like(motion.reliable) if previous.age is None else warp(previous.age, motion.backward)
+        age *= motion.reliable >= 0.5  # a track ends where the flow cannot follow it
+        trust, memory, with_camera = motion.reliable, None, None
+        if self.long_term:
+            memory = previous.memory or ShotMemory.start(previous.ab, motion.previous_lightness, _ones_or(previous.age, age))
+            followed = memory.follow(motion.backward, motion.reliable)
+            if followed is not None:
+                memory, with_camera = followed
+                remembered, remembered_age = memory.recall(motion.lightness)
+                found = (remembered_age > 0) & (trust < 0.5)
+                carried, age, trust = np.where(found, remembered, carried), np.where(found, remembered_age, age), np.where(found, 1, trust)
+        if fresh is not None:
+            age, trust = age * (1 - fresh), trust * (1 - fresh)
+        weight = trust * self.weight(age)
+        difference = carried - predicted_ab
+        ab = predicted_ab + weight * difference
+        if self.long_term:
+            ab += (1 - weight) * self.strength * _spread(difference, weight, SPREAD_SIGMA)
+        ab, age = ab.astype(np.float32), (age + 1).astype(np.float32)
+        if with_camera is not None:
+            memory = memory.remember(ab, motion.lightness, age, with_camera)
+        elif memory is not None:  # the camera's motion was lost: the memory starts over from here
+            memory = ShotMemory.start(ab, motion.lightness, age)
+        return Colors(ab, age, memory)
+
+    def start(self, ab: np.ndarray, lightness: np.ndarray) -> Colors:
+        """The colors of a shot's first frame (ab (2, S, S), L* (S, S)): each one frame old, and the shot's memory begun."""
+        ones = np.ones(lightness.shape, np.float32)
+        return Colors(ab, None, ShotMemory.start(ab, lightness, ones) if self.long_term and self.strength else None)
+
+
+def _ones_or(age: np.ndarray | None, like: np.ndarray) -> np.ndarray:
+    return np.ones_like(like) if age is None else age
+
+
+def _spread(values: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
+    """``values`` (C, S, S) averaged around each pixel, Gaussian-weighted (``sigma`` of the grid) and
+    by ``weight``: a normalized convolution, which also fills in where the weight is 0. Computed on a
+    grid a quarter as wide (the result is smooth at that scale; 1/50 of the work)."""
+    size = weight.shape[1]
+    small = max(8, size // 4)
+    shrink = functools.partial(cv2.resize, dsize=(small, small), interpolation=cv2.INTER_AREA)
+    blur = functools.partial(cv2.GaussianBlur, ksize=(0, 0), sigmaX=sigma * small, borderType=cv2.BORDER_REFLECT)
+    total = blur(shrink(weight))
+    means = [blur(shrink(weight * channel)) / np.maximum(total, 1e-3) for channel in values]
+    return np.stack([cv2.resize(mean, (size, size), interpolation=cv2.INTER_LINEAR) for mean in means])
+
+
+def hint_zone(points: list[tuple[float, float]], size: int) -> np.ndarray:
+    """(S, S) in [0, 1]: 1 at each point (grid pixels), falling off over :data:`HINT_RADIUS` of the grid."""
+    grid_x, grid_y = _grid(size, size)
+    zone = np.zeros((size, size), np.float32)
+    for x, y in points:
+        zone = np.maximum(zone, np.exp(-((grid_x - x) ** 2 + (grid_y - y) ** 2) / (2 * (HINT_RADIUS * size) ** 2)))
+    return zone
 
 
 def round_trip_holds(there: np.ndarray, back: np.ndarray) -> np.ndarray:
