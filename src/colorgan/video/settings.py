@@ -22,7 +22,7 @@ DEFAULT_CODECS = {
 }
 DEFAULT_CRF = 18
 #: x264/x265's speed preset: at 1080p on two cores "superfast" encodes in about a quarter of
-#: "medium"'s time, for files within about 10 % of its size at the same CRF (benchmarks/RESULTS.md).
+#: "medium"'s time, for files about a quarter bigger at the same CRF (benchmarks/RESULTS.md).
 DEFAULT_PRESET = "superfast"
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 PRESET_CODECS = ("libx264", "libx265")
