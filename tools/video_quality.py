@@ -122,8 +122,9 @@ def report(outputs: dict[str, list[np.ndarray]], cuts: dict[str, str], clip: Cli
               f"{r['PSNR']:.2f} | {r['CF']:.2f} | {r['drift']:.2f} | {versus(r, 'drift')} | {cuts.get(r['method'], '')} |")
     if kinds:
         per_shot = {n: drift_by_shot(outputs[n], clip) for n in names}
-        print(f"\ndrift (ΔE) by kind of shot, {len(clip.starts) // len(set(kinds))} shot(s) each:\n\n| method | "
-              + " | ".join(dict.fromkeys(kinds)) + " |\n| --- |" + " ---: |" * len(set(kinds)))
+        counts = {k: kinds.count(k) for k in dict.fromkeys(kinds)}
+        print("\ndrift (ΔE) by kind of shot:\n\n| method | " + " | ".join(f"{k} ({n})" for k, n in counts.items())
+              + " |\n| --- |" + " ---: |" * len(counts))
         for n in names:
             means = {k: np.nanmean([d for d, kind in zip(per_shot[n], kinds, strict=True) if kind == k]) for k in dict.fromkeys(kinds)}
             print(f"| {n} | " + " | ".join(f"{m:.2f}" for m in means.values()) + " |")
