@@ -103,13 +103,13 @@ def colorize(colorizer: Any, clip: Clip, gray_frames: list[np.ndarray],
     return outputs, cuts
 
 
-def report(outputs: dict[str, list[np.ndarray]], cuts: dict[str, str], clip: Clip, kinds: list[str] | None) -> None:
-    """The table of every method (and with ``kinds``, the drift of each kind of shot)."""
+def report(outputs: dict[str, list[np.ndarray]], cuts: dict[str, str], clip: Clip, kinds: list[str] | None, span: int) -> None:
+    """The table of every method (and with ``kinds``, the drift of each kind of shot), drift over points seen ``span`` frames."""
     names = list(outputs)
     errors = warping_errors([outputs[n] for n in names], clip.frames, clip.starts)
     truth = np.stack(clip.frames)
     rows = [{"method": n, "E_warp": e[0], "E_warp_ab": e[1], "PSNR": float(psnr(np.stack(outputs[n]), truth).mean()),
-             "CF": float(colorfulness(np.stack(outputs[n])).mean()), "drift": drift(outputs[n], clip)} for n, e in zip(names, errors, strict=True)]
+             "CF": float(colorfulness(np.stack(outputs[n])).mean()), "drift": drift(outputs[n], clip, min_frames=span)} for n, e in zip(names, errors, strict=True)]
     base = rows[1]
 
     def versus(r: dict, key: str) -> str:
@@ -121,7 +121,7 @@ def report(outputs: dict[str, list[np.ndarray]], cuts: dict[str, str], clip: Cli
         print(f"| {r['method']} | {1000 * r['E_warp']:.3f} | {versus(r, 'E_warp')} | {r['E_warp_ab']:.2f} | {versus(r, 'E_warp_ab')} | "
               f"{r['PSNR']:.2f} | {r['CF']:.2f} | {r['drift']:.2f} | {versus(r, 'drift')} | {cuts.get(r['method'], '')} |")
     if kinds:
-        per_shot = {n: drift_by_shot(outputs[n], clip) for n in names}
+        per_shot = {n: drift_by_shot(outputs[n], clip, min_frames=span) for n in names}
         counts = {k: kinds.count(k) for k in dict.fromkeys(kinds)}
         print("\ndrift (ΔE) by kind of shot:\n\n| method | " + " | ".join(f"{k} ({n})" for k, n in counts.items())
               + " |\n| --- |" + " ---: |" * len(counts))
@@ -148,8 +148,9 @@ def main() -> None:
     make = long_clip if args.long else random_clip
     clip = make(photos, width=width, height=height, seed=args.seed, **{"seconds" if args.long else "seconds_per_shot": seconds})
     gray_frames = [gray(f) for f in clip.frames]
+    span = min(2 * FPS, round(seconds * FPS) // 2)  # drift: of points seen 2 s or more (half a shot, if shorter)
     print(f"{len(photos)} shots of {seconds:g} s, {len(clip.frames)} frames of {width}x{height} from {args.photos}; "
-          f"cuts at {len(clip.starts) - 1} frames; drift over points seen {2 * FPS} frames or more\n")
+          f"cuts at {len(clip.starts) - 1} frames; drift over points seen {span} frames or more\n")
     outputs, cuts = colorize(Remembering(Colorizer.from_pretrained(args.model)), clip, gray_frames, args)
     if args.strip is not None:
         shot = 0 if args.long else min(1, len(clip.starts) - 1)  # long_clip's first shot is a pan
@@ -158,7 +159,7 @@ def main() -> None:
         strip(rows, [first, (first + last) // 2, last], args.strip)
         print(f"strip of frames {first}, {(first + last) // 2}, {last}: {args.strip}")
     kinds = [LONG_KINDS[i % len(LONG_KINDS)] for i in range(len(clip.starts))] if args.long else None
-    report(outputs, cuts, clip, kinds)
+    report(outputs, cuts, clip, kinds, span)
 
 
 if __name__ == "__main__":

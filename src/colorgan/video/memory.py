@@ -115,9 +115,8 @@ def _fit_camera(backward: np.ndarray, reliable: np.ndarray) -> np.ndarray | None
         return None
     source = np.column_stack([x[trusted], y[trusted], np.ones(trusted.sum())])
     target = source[:, :2] + backward[picked][trusted]
-    for _ in range(2):
-        fit, *_ = np.linalg.lstsq(source, target, rcond=None)
-        residual = np.linalg.norm(source @ fit - target, axis=1)
-        keep = residual <= FIT_TOLERANCE
-        source, target = source[keep], target[keep]
+    fit, *_ = np.linalg.lstsq(source, target, rcond=None)
+    keep = np.linalg.norm(source @ fit - target, axis=1) <= FIT_TOLERANCE
+    if keep.sum() >= 0.5 * len(keep):  # the camera's motion is most of what moves
+        fit, *_ = np.linalg.lstsq(source[keep], target[keep], rcond=None)
     return fit.T
