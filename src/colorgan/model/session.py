@@ -17,9 +17,10 @@ import functools
 import hashlib
 import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from colorgan.files.atomic import atomic_output
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -69,23 +70,17 @@ def _saving_session(model: str, entry: Path) -> ort.InferenceSession:
 
     options = _options()
     options.log_severity_level = 3  # no warning that the saved layouts are this CPU's: the entry is this CPU's
+    session = None
     try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.stem}.", suffix=".onnx")
-        os.close(fd)
-    except OSError:  # no cache where none can be written
-        return ort.InferenceSession(model, _options(), providers=PROVIDERS)
-    try:
-        options.optimized_model_filepath = tmp
-        session = ort.InferenceSession(model, options, providers=PROVIDERS)
-        with contextlib.suppress(OSError):
-            for stale in entry.parent.glob(f"{entry.name.split('-')[0]}-*.onnx"):
-                stale.unlink()
-            os.replace(tmp, entry)
-        return session
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        with atomic_output(entry) as tmp:
+            options.optimized_model_filepath = str(tmp)
+            session = ort.InferenceSession(model, options, providers=PROVIDERS)
+            with contextlib.suppress(OSError):
+                for stale in entry.parent.glob(f"{entry.name.split('-')[0]}-*.onnx"):
+                    stale.unlink()
+    except OSError:  # a cache that cannot be written is no cache
+        pass
+    return session or ort.InferenceSession(model, _options(), providers=PROVIDERS)
 
 
 def _cache_entry(path: Path) -> Path | None:
